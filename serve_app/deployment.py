@@ -1,0 +1,34 @@
+"""The Ray Serve side: a thin ingress deployment around `build_app`.
+
+`app_builder(args)` is the import path for `serve run` / Serve config files
+(`serve_app.deployment:app_builder`); `pixyz serve` calls it too.
+"""
+
+from __future__ import annotations
+
+from ray import serve
+
+from serve_app.app import build_app
+from serve_app.store_client import StoreClient
+from tasks.settings import Settings
+
+APP_NAME = "pixyz"
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)
+@serve.ingress()
+class PixyzIngress:
+    """Holds the settings and the JobStore client; the FastAPI app does the rest."""
+
+    def __init__(self, settings: dict):
+        self.settings = Settings.model_validate(settings)
+        self.store = StoreClient(self.settings)
+
+    def __serve_build_asgi_app__(self):
+        return build_app(self.settings, self.store)
+
+
+def app_builder(args: dict | None = None):
+    """Serve application from settings (`args` override `PIXYZ_*` environment variables)."""
+    settings = Settings(**(args or {}))
+    return PixyzIngress.options(num_replicas=settings.num_replicas).bind(settings.model_dump(mode="json"))

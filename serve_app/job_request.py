@@ -1,0 +1,82 @@
+"""What a `POST /jobs` form means: parsing and checking params and config.
+
+Kept apart from the route so the rules read in one place: JSON objects only,
+`null` means default, internal keys are ignored with a warning, every other
+mistake is a 400 that says which field and why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+from serve_app.errors import ApiError
+from tasks.processes import QUEUES, ProcessSpec
+
+IGNORED_CONFIG_KEYS = ("script", "data", "uuid", "shadow")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TIME_LIMIT = 7 * 24 * 3600.0
+
+
+@dataclass
+class JobConfig:
+    entrypoint: str = "main"
+    queue: str = "cpu"
+    time_limit: float = 3600.0
+    callback_url: str | None = None
+    extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            **self.extra,
+            "entrypoint": self.entrypoint,
+            "queue": self.queue,
+            "time_limit": self.time_limit,
+            "callback_url": self.callback_url,
+        }
+
+
+def parse_json_object(text: str | None, field_name: str) -> dict:
+    """`params`/`config` form text → dict. Absent, empty or `null` → {}."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"'{field_name}' is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"'{field_name}' must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def build_config(raw: dict, process: ProcessSpec, default_time_limit: float) -> JobConfig:
+    config = JobConfig(queue=process.queue, time_limit=default_time_limit)
+    for key, value in raw.items():
+        if key in IGNORED_CONFIG_KEYS:
+            config.warnings.append(f"config key '{key}' names an internal path and was ignored")
+        elif value is None:
+            continue  # clients send null for "use the default"
+        elif key == "entrypoint":
+            if not isinstance(value, str) or not _IDENTIFIER.match(value):
+                raise ApiError(400, f"config.entrypoint must be a Python function name, got {value!r}")
+            config.entrypoint = value
+        elif key == "queue":
+            if value not in QUEUES:
+                raise ApiError(400, f"config.queue must be one of {', '.join(QUEUES)}, got {value!r}")
+            config.queue = value
+        elif key == "time_limit":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 < value <= MAX_TIME_LIMIT:
+                raise ApiError(400, f"config.time_limit must be a number of seconds in (0, {MAX_TIME_LIMIT:g}], got {value!r}")
+            config.time_limit = float(value)
+        elif key == "callback_url":
+            if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
+                raise ApiError(400, f"config.callback_url must be an http(s) URL, got {value!r}")
+            config.callback_url = value
+        else:
+            config.extra[key] = value
+    return config

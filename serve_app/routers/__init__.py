@@ -1,0 +1,1 @@
+"""One router per resource: root, processes, jobs, outputs, uploads, backend, dev, metrics."""

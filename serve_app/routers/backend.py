@@ -1,0 +1,19 @@
+"""`GET /backend/get_task_meta/{uuid}`: a job as a task backend (Celery-style meta) describes it."""
+
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+
+from serve_app.auth import require_key
+from serve_app.errors import ApiError, documented
+from serve_app.models import TaskMeta
+
+router = APIRouter(prefix="/backend", tags=["backend"], dependencies=[Depends(require_key)])
+
+
+@router.get("/get_task_meta/{job_uuid}", response_model=TaskMeta, responses=documented(401, 404, 422), summary="Retrieve metadata for a backend task.")
+async def get_task_meta(job_uuid: UUID, request: Request) -> TaskMeta:
+    meta = await request.app.state.store.call("task_meta", str(job_uuid))
+    if meta is None:
+        raise ApiError(404, f"no job with uuid {job_uuid}")
+    return TaskMeta(**meta)

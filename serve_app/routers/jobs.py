@@ -1,0 +1,189 @@
+"""`/jobs`: create, list, inspect and cancel jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid as uuid_lib
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from serve_app.auth import require_key
+from serve_app.errors import ApiError, documented
+from serve_app.job_request import build_config, parse_json_object
+from serve_app.models import JobDetails, JobList, JobShort
+from serve_app.multipart_stream import stream_form
+from tasks import records
+from tasks.processes import CUSTOM, script_entry_error
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
+
+MAX_SCRIPT_BYTES = 1024 * 1024
+_UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}/[^/\\]+$")
+
+JOB_FORM_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "process": {"type": "string", "default": "custom", "description": "Process to execute"},
+                        "file": {"type": "string", "format": "binary", "description": "Input file (a model, or a .zip/.tar.gz holding one)"},
+                        "file_url": {"type": "string", "description": "Instead of `file`: the `file_url` from POST /uploads"},
+                        "script": {"type": "string", "format": "binary", "description": "Python script for the `custom` process"},
+                        "params": {"type": "string", "default": "{}", "description": "JSON object handed to the process"},
+                        "name": {"type": "string", "description": "A free label for the job"},
+                        "config": {"type": "string", "default": "{}", "description": "JSON object: entrypoint, queue, time_limit, callback_url"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _job_id(job_uuid: UUID) -> str:
+    return str(job_uuid)
+
+
+@router.get("", response_model=JobList, responses=documented(401), summary="List the statuses of all registered jobs.")
+async def list_jobs(request: Request) -> Response:
+    body = await request.app.state.store.call("list_json")
+    return Response(content=body, media_type="application/json")
+
+
+@router.post(
+    "",
+    response_model=JobShort,
+    responses=documented(400, 401, 403, 413, 422),
+    openapi_extra=JOB_FORM_SCHEMA,
+    summary="Create a new job.",
+)
+async def create_job(request: Request) -> JobShort:
+    state = request.app.state
+    settings, storage = state.settings, state.storage
+    job_id = str(uuid_lib.uuid4())
+
+    def open_target(field: str, filename: str):
+        if field == "file":
+            path = storage.job_path(job_id, "inputs", filename)
+        elif field == "script":
+            path = storage.job_path(job_id, "script", "script.py")
+        else:
+            raise ApiError(400, f"unexpected file in form field '{field}' (files go in 'file' or 'script')")
+        return path, storage.open_write(path)
+
+    try:
+        form = await stream_form(
+            request,
+            max_bytes=settings.max_upload_bytes,
+            chunk_bytes=settings.upload_chunk_bytes,
+            open_target=open_target,
+        )
+        record = await asyncio.to_thread(_validate, state, job_id, form)
+    except BaseException:
+        await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
+        raise
+    short = await state.store.call("create", record)
+    return JobShort(**short)
+
+
+def _validate(state, job_id: str, form) -> dict:
+    """Check the parsed form and turn it into a new job record (runs in a thread: may touch storage)."""
+    settings, storage, processes = state.settings, state.storage, state.processes
+    fields = form.fields
+    process_name = (fields.get("process") or CUSTOM).strip()
+    for text_only in ("file", "script"):
+        if text_only in fields and fields[text_only]:
+            raise ApiError(400, f"'{text_only}' must be sent as a file upload, not as a text field")
+    params = parse_json_object(fields.get("params"), "params")
+    raw_config = parse_json_object(fields.get("config"), "config")
+    script = form.files.get("script")
+
+    if process_name == CUSTOM:
+        if script is None:
+            raise ApiError(400, "process 'custom' needs a Python script in the 'script' field")
+        if not settings.allow_scripts:
+            raise ApiError(403, "custom scripts are disabled on this server (the operator can enable them with PIXYZ_ALLOW_SCRIPTS=true)")
+    spec = processes.get(process_name)
+    if spec is None:
+        known = ", ".join(sorted(processes))
+        raise ApiError(400, f"unknown process '{process_name}'; available: {known}")
+    config = build_config(raw_config, spec, settings.default_time_limit)
+
+    warnings = list(config.warnings)
+    if script is not None:
+        if process_name != CUSTOM:
+            warnings.append(f"a script was sent with process '{process_name}' and was ignored")
+        else:
+            if script.size > MAX_SCRIPT_BYTES:
+                raise ApiError(413, f"script is over {MAX_SCRIPT_BYTES:,} bytes")
+            with storage.fs.open(script.path, "rb") as f:
+                problem = script_entry_error(f.read(), config.entrypoint)
+            if problem:
+                raise ApiError(400, problem)
+
+    inputs = []
+    if "file" in form.files:
+        inputs.append(form.files["file"].filename)
+    file_url = (fields.get("file_url") or "").strip()
+    if file_url:
+        if inputs:
+            raise ApiError(400, "send either 'file' or 'file_url', not both")
+        inputs.append(_claim_upload(storage, job_id, file_url))
+
+    name = fields.get("name")
+    return records.new_record(
+        job_id,
+        process=process_name,
+        name=name if name else None,
+        params=params,
+        config=config.as_dict(),
+        queue=config.queue,
+        time_limit=config.time_limit,
+        inputs=inputs,
+        script="script.py" if (script is not None and process_name == CUSTOM) else None,
+        warnings=warnings,
+    )
+
+
+def _claim_upload(storage, job_id: str, file_url: str) -> str:
+    """Move an object uploaded through a presigned URL into the job's inputs."""
+    if not _UPLOAD_KEY.match(file_url):
+        raise ApiError(400, "file_url must be the 'file_url' value returned by POST /uploads")
+    source = storage.path(file_url)
+    if not storage.exists(source):
+        raise ApiError(400, f"nothing was uploaded to {file_url} (PUT the file to the presigned URL first)")
+    filename = file_url.rsplit("/", 1)[1]
+    storage.fs.mv(source, storage.job_path(job_id, "inputs", filename))
+    return filename
+
+
+@router.get("/{job_uuid}", response_model=JobShort, responses=documented(401, 404, 422), summary="Retrieve the status of a specific job.")
+async def job_status(job_uuid: UUID, request: Request) -> JobShort:
+    short = await request.app.state.store.call("get", _job_id(job_uuid))
+    if short is None:
+        raise ApiError(404, f"no job with uuid {job_uuid}")
+    return JobShort(**short)
+
+
+@router.delete("/{job_uuid}", response_model=JobShort, responses=documented(400, 401, 404, 422), summary="Cancel a job (status REVOKED).")
+async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
+    short = await request.app.state.store.call("cancel", _job_id(job_uuid))
+    if short is None:
+        raise ApiError(404, f"no job with uuid {job_uuid}")
+    if short["status"] not in (records.REVOKED,):
+        raise ApiError(400, f"job {job_uuid} already finished with status {short['status']}; nothing to cancel")
+    return JobShort(**short)
+
+
+@router.get("/{job_uuid}/details", response_model=JobDetails, responses=documented(401, 404, 422), summary="Retrieve detailed information about a specific job.")
+async def job_details(job_uuid: UUID, request: Request) -> JobDetails:
+    details = await request.app.state.store.call("details", _job_id(job_uuid))
+    if details is None:
+        raise ApiError(404, f"no job with uuid {job_uuid}")
+    return JobDetails(**details)

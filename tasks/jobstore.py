@@ -1,0 +1,458 @@
+"""JobStore: the detached, named actor that owns every job and its lifecycle.
+
+It holds each job's record, checkpoints every change to storage before
+answering (per-job `state.json`, written atomically, plus a compact
+`state/index.json`), launches each job's runner task with its queue's Ray
+resources, and watches it: time limit, cancellation, retry after a worker or
+node died, final status, completion callback, metrics.
+
+Restart safety: the actor is created with `max_restarts=-1`. On (re)start it
+reloads the index and the state of unfinished jobs; those whose runner died
+with it (Ray ends tasks whose owner died) are run again and say so in their
+steps. Finished jobs come back exactly as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime
+
+import ray
+from ray import exceptions as ray_errors
+
+from tasks import callbacks, records
+from tasks.archive_builder import build_archive
+from tasks.metrics import ServiceMetrics
+from tasks.processes import discover
+from tasks.runner import run_job
+from tasks.settings import Settings
+from tasks.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+# Failures of the machinery, not of the job: the job is run again (up to max_retries).
+CRASHES = (
+    ray_errors.WorkerCrashedError,
+    ray_errors.NodeDiedError,
+    ray_errors.OutOfMemoryError,
+    ray_errors.ObjectLostError,
+    ray_errors.LocalRayletDiedError,
+)
+INDEX_FLUSH_SECONDS = 0.5
+
+run_job_task = ray.remote(run_job)
+
+
+def get_or_create_store(settings: Settings):
+    """The cluster's JobStore handle, creating the actor (on the head node) if needed."""
+    return JobStore.options(
+        name=settings.store_name,
+        namespace=settings.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=-1,
+        num_cpus=0,
+        resources={"node:__internal_head__": 0.001},
+    ).remote(settings.model_dump(mode="json"))
+
+
+@ray.remote
+class JobStore:
+    """Every job record, checkpointed; the jobs' runner tasks and their supervision."""
+
+    def __init__(self, settings: dict):
+        self.settings = Settings.model_validate(settings)
+        self.storage = Storage(self.settings.storage, self.settings.storage_options)
+        self.processes = discover(self.settings.process_path, self.settings.allow_scripts)
+        self.metrics = ServiceMetrics()
+        self.jobs: dict[str, dict] = {}  # full records, loaded on demand for finished jobs
+        self.index: dict[str, dict] = {}  # uuid -> index entry, in submission order
+        self._refs: dict[str, ray.ObjectRef] = {}
+        self._deadlines: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._versions: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
+        self._index_gen = 0
+        self._index_written = 0
+        self._list_cache: tuple[int, bytes] | None = None
+        self._started = False
+        self._to_resume = self._reload()
+
+    # -- start-up ---------------------------------------------------------------------
+
+    def _reload(self) -> list[str]:
+        path = self.storage.index_path()
+        if not self.storage.exists(path):
+            return []
+        for entry in self.storage.read_json(path)["jobs"]:
+            self.index[entry["uuid"]] = entry
+        resume = []
+        for job_id, entry in self.index.items():
+            if entry["status"] in records.TERMINAL:
+                continue
+            record = self._read_record(job_id)
+            if record is None:
+                continue
+            self.jobs[job_id] = record
+            self.index[job_id] = records.index_entry(record)
+            if record["status"] not in records.TERMINAL:
+                resume.append(job_id)
+        self._index_gen = self._index_written = 1
+        logger.info("JobStore reloaded %d jobs, %d to resume", len(self.index), len(resume))
+        return resume
+
+    def _read_record(self, job_id: str) -> dict | None:
+        path = self.storage.job_path(job_id, "state.json")
+        try:
+            return self.storage.read_json(path)
+        except FileNotFoundError:
+            logger.error("job %s is in the index but its state file is missing", job_id)
+            return None
+
+    def _ensure_started(self) -> None:
+        """Work that needs the event loop: the index flusher and resuming unfinished jobs."""
+        if self._started:
+            return
+        self._started = True
+        self._index_lock = asyncio.Lock()
+        asyncio.create_task(self._flush_index_forever())
+        for job_id in self._to_resume:
+            asyncio.create_task(self._resume(job_id))
+        for entry in self.index.values():
+            if entry["status"] not in records.TERMINAL:
+                self.metrics.jobs_in_progress.labels(entry["process"]).inc()
+
+    async def _resume(self, job_id: str) -> None:
+        record = self.jobs[job_id]
+        if record["status"] in (records.RECEIVED, records.STARTED, records.RUNNING):
+            record["retry"] += 1
+            self.metrics.job_retries.labels(record["process"]).inc()
+            self._step(record, "The service restarted while this job ran; running it again", 0.0)
+        await self._launch(job_id)
+
+    async def ready(self) -> int:
+        """Wait until the store is up; returns how many jobs it knows."""
+        self._ensure_started()
+        return len(self.index)
+
+    # -- persistence ------------------------------------------------------------------
+
+    def _changed(self, job_id: str) -> None:
+        record = self.jobs[job_id]
+        self._versions[job_id] = self._versions.get(job_id, 0) + 1
+        entry = records.index_entry(record)
+        if self.index.get(job_id) != entry:
+            self.index[job_id] = entry
+            self._index_gen += 1
+
+    async def _persist(self, job_id: str) -> None:
+        """Write the job's latest state; returns once a write at least this new is done."""
+        wanted = self._versions.get(job_id, 0)
+        lock = self._locks.setdefault(job_id, asyncio.Lock())
+        async with lock:
+            if self._saved.get(job_id, -1) >= wanted:
+                return
+            version = self._versions.get(job_id, 0)
+            data = json.dumps(self.jobs[job_id], separators=(",", ":")).encode()
+            path = self.storage.job_path(job_id, "state.json")
+            await asyncio.to_thread(self.storage.write_bytes_atomic, path, data)
+            self._saved[job_id] = version
+
+    async def _write_index(self) -> None:
+        wanted = self._index_gen
+        async with self._index_lock:
+            if self._index_written >= wanted:
+                return
+            generation = self._index_gen
+            data = json.dumps({"version": 1, "jobs": list(self.index.values())}).encode()
+            await asyncio.to_thread(self.storage.write_bytes_atomic, self.storage.index_path(), data)
+            self._index_written = generation
+
+    async def _flush_index_forever(self) -> None:
+        while True:
+            await asyncio.sleep(INDEX_FLUSH_SECONDS)
+            if self._index_written < self._index_gen:
+                try:
+                    await self._write_index()
+                except OSError:
+                    logger.exception("could not write the job index; will retry")
+
+    async def _full_record(self, job_id: str) -> dict | None:
+        if job_id in self.jobs:
+            return self.jobs[job_id]
+        if job_id not in self.index:
+            return None
+        record = await asyncio.to_thread(self._read_record, job_id)
+        if record is not None:
+            self.jobs[job_id] = record
+        return record
+
+    # -- the API's calls --------------------------------------------------------------
+
+    async def create(self, record: dict) -> dict:
+        """Accept a new job (inputs already in storage): persist, index, launch."""
+        self._ensure_started()
+        job_id = record["uuid"]
+        self.jobs[job_id] = record
+        self._changed(job_id)
+        await self._persist(job_id)
+        await self._write_index()
+        self.metrics.jobs_submitted.labels(record["process"]).inc()
+        self.metrics.jobs_in_progress.labels(record["process"]).inc()
+        short = records.short_state(record)
+        await self._launch(job_id)
+        return short
+
+    async def get(self, job_id: str) -> dict | None:
+        self._ensure_started()
+        entry = self.index.get(job_id)
+        return None if entry is None else {k: entry[k] for k in records.SHORT_FIELDS}
+
+    async def details(self, job_id: str) -> dict | None:
+        self._ensure_started()
+        record = await self._full_record(job_id)
+        return None if record is None else records.details(record)
+
+    async def task_meta(self, job_id: str) -> dict | None:
+        self._ensure_started()
+        record = await self._full_record(job_id)
+        return None if record is None else records.task_meta(record)
+
+    async def outputs(self, job_id: str) -> list[str] | None:
+        self._ensure_started()
+        record = await self._full_record(job_id)
+        return None if record is None else list(record["outputs"])
+
+    async def list_json(self) -> bytes:
+        """`{"jobs": [short state, ...]}` as JSON bytes, from memory (cached between changes)."""
+        self._ensure_started()
+        if self._list_cache is None or self._list_cache[0] != self._index_gen:
+            jobs = [{k: e[k] for k in records.SHORT_FIELDS} for e in self.index.values()]
+            self._list_cache = (self._index_gen, json.dumps({"jobs": jobs}).encode())
+        return self._list_cache[1]
+
+    async def cancel(self, job_id: str) -> dict | None:
+        """Revoke a job: its task (and sub-tasks) are killed. Finished jobs are left as they are."""
+        self._ensure_started()
+        record = await self._full_record(job_id)
+        if record is None:
+            return None
+        if record["status"] not in records.TERMINAL:
+            ref = self._refs.get(job_id)
+            if ref is not None:
+                ray.cancel(ref, force=True, recursive=True)
+            await self._finish(job_id, records.REVOKED, error="job cancelled at the client's request")
+        return records.short_state(record)
+
+    async def archive(self, job_id: str) -> str | None:
+        """State of the outputs archive: `not_finished`, `building` or `ready` (starting a build if needed)."""
+        self._ensure_started()
+        record = await self._full_record(job_id)
+        if record is None:
+            return None
+        if record["status"] not in records.TERMINAL:
+            return "not_finished"
+        if record["archive"] in ("building", "ready"):
+            return record["archive"]
+        record["archive"] = "building"
+        self._changed(job_id)
+        asyncio.create_task(self._build_archive(job_id))
+        return "building"
+
+    async def _build_archive(self, job_id: str) -> None:
+        record = self.jobs[job_id]
+        try:
+            size = await build_archive.remote(self.storage, job_id, record["outputs"])
+            record["archive"] = "ready"
+            logger.info("job %s: archive built (%d bytes)", job_id, size)
+        except Exception:
+            logger.exception("job %s: building the archive failed", job_id)
+            record["archive"] = None  # the next request tries again
+        self._changed(job_id)
+        await self._persist(job_id)
+
+    # -- the runner's calls -------------------------------------------------------------
+
+    async def report(self, job_id: str, attempt: int, kind: str, payload: dict) -> bool:
+        """A progress event from a job's runner; stale attempts and finished jobs are ignored."""
+        self._ensure_started()
+        record = self.jobs.get(job_id)
+        if record is None or record["attempt"] != attempt or record["status"] in records.TERMINAL:
+            return False
+        if kind == "status":
+            status = payload["status"]
+            record["status"] = status
+            if status == records.RECEIVED:
+                record["time_info"]["started"] = records.now_iso()
+                self._deadlines[job_id] = time.monotonic() + record["time_limit"]
+        elif kind == "step":
+            self._step(record, payload["info"], payload["duration"])
+            if payload.get("progress") is not None:
+                record["progress"] = payload["progress"]
+            if record["status"] in (records.RECEIVED, records.STARTED):
+                record["status"] = records.RUNNING
+        elif kind == "progress":
+            record["progress"] = payload["progress"]
+        elif kind == "child":
+            record["children"].append({"id": payload["id"], "info": payload.get("info", "")})
+        else:
+            logger.warning("job %s: unknown report kind %r", job_id, kind)
+            return False
+        self._changed(job_id)
+        await self._persist(job_id)
+        return True
+
+    def _step(self, record: dict, info: str, duration: float) -> None:
+        record["steps"].append({"duration": round(float(duration), 6), "info": info})
+        self.metrics.step_duration.labels(record["process"]).observe(duration)
+
+    # -- running jobs -----------------------------------------------------------------
+
+    def _resources_for(self, record: dict) -> dict:
+        """Ray options for the job's queue; `gpu` work falls back to CPUs on a cluster without GPUs."""
+        queue = record["queue"]
+        options = dict(self.settings.queue_resources.get(queue) or self.settings.queue_resources["cpu"])
+        cluster = ray.cluster_resources()
+        needs_gpu = options.get("num_gpus", 0) > 0
+        custom = options.get("resources") or {}
+        if (needs_gpu and cluster.get("GPU", 0) == 0) or any(cluster.get(k, 0) == 0 for k in custom):
+            options = dict(self.settings.queue_resources["cpu"])
+            note = f"Queue '{queue}' has no matching nodes in this cluster: running on CPU workers"
+            if not any(s["info"] == note for s in record["steps"]):
+                self._step(record, note, 0.0)
+        return options
+
+    async def _launch(self, job_id: str) -> None:
+        record = self.jobs[job_id]
+        if record["process"] not in self.processes:
+            error = f"process '{record['process']}' is no longer available on this server"
+            await self._finish(job_id, records.FAILURE, error=error)
+            return
+        record["attempt"] += 1
+        record["status"] = records.PENDING if record["retry"] == 0 else records.RETRY
+        spec = {
+            "job_id": job_id,
+            "attempt": record["attempt"],
+            "process": vars(self.processes[record["process"]]),
+            "entrypoint": record["config"].get("entrypoint") or "main",
+            "params": record["params"],
+            "inputs": record["inputs"],
+            "info": {
+                "uuid": job_id,
+                "name": record["name"],
+                "process": record["process"],
+                "queue": record["queue"],
+                "time_limit": record["time_limit"],
+                "attempt": record["attempt"],
+            },
+            "storage": self.storage,
+            "store_name": self.settings.store_name,
+            "namespace": self.settings.namespace,
+            "scratch_dir": self.settings.scratch_dir,
+        }
+        options = self._resources_for(record)
+        ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **options).remote(spec)
+        self._refs[job_id] = ref
+        self._changed(job_id)
+        await self._persist(job_id)
+        asyncio.create_task(self._supervise(job_id, record["attempt"], ref))
+
+    async def _supervise(self, job_id: str, attempt: int, ref: ray.ObjectRef) -> None:
+        record = self.jobs[job_id]
+        future = asyncio.wrap_future(ref.future())
+        while True:
+            deadline = self._deadlines.get(job_id)
+            wait = 1.0 if deadline is None else max(0.01, min(1.0, deadline - time.monotonic()))
+            done, _ = await asyncio.wait({future}, timeout=wait)
+            if record["attempt"] != attempt or record["status"] in records.TERMINAL:
+                return  # cancelled, timed out or superseded meanwhile
+            if done:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                ray.cancel(ref, force=True, recursive=True)
+                limit = record["time_limit"]
+                await self._finish(job_id, records.FAILURE, error=f"time limit of {limit:g} s exceeded (config.time_limit)")
+                return
+        try:
+            outcome = future.result()
+        except CRASHES as exc:
+            await self._crashed(job_id, exc)
+            return
+        except ray_errors.RayTaskError as exc:
+            await self._finish(job_id, records.FAILURE, error=f"the job's runner failed: {exc}", tb=str(exc))
+            return
+        except Exception as exc:  # e.g. TaskCancelledError from an outside cancel
+            await self._finish(job_id, records.FAILURE, error=f"{type(exc).__name__}: {exc}")
+            return
+        record["outputs"] = outcome.get("outputs", [])
+        await self._finish(
+            job_id, outcome["status"], result=outcome.get("result"),
+            error=outcome.get("error"), tb=outcome.get("traceback"),
+        )
+
+    async def _crashed(self, job_id: str, exc: Exception) -> None:
+        record = self.jobs[job_id]
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        self._deadlines.pop(job_id, None)
+        if record["retry"] < self.settings.max_retries:
+            record["retry"] += 1
+            self.metrics.job_retries.labels(record["process"]).inc()
+            self._step(record, f"The worker running this job died ({reason}); retrying", 0.0)
+            await self._launch(job_id)
+            return
+        await self._finish(
+            job_id, records.FAILURE,
+            error=f"the worker running this job died and no retries are left: {reason}",
+        )
+
+    async def _finish(self, job_id: str, status: str, result=None, error=None, tb=None) -> None:
+        record = self.jobs[job_id]
+        record["status"] = status
+        record["result"] = result
+        record["error"] = error
+        record["traceback"] = tb
+        if status == records.SUCCESS:
+            record["progress"] = 100
+        record["time_info"]["stopped"] = records.now_iso()
+        self._refs.pop(job_id, None)
+        self._deadlines.pop(job_id, None)
+        self._changed(job_id)
+        await self._persist(job_id)
+        self._count_finished(record)
+        callback_url = record["config"].get("callback_url")
+        if callback_url:
+            asyncio.create_task(self._callback(job_id, callback_url))
+
+    def _count_finished(self, record: dict) -> None:
+        process, status = record["process"], record["status"]
+        self.metrics.jobs_finished.labels(process, status).inc()
+        self.metrics.jobs_in_progress.labels(process).dec()
+        started, stopped = record["time_info"]["started"], record["time_info"]["stopped"]
+        if started and stopped:
+            seconds = (datetime.fromisoformat(stopped) - datetime.fromisoformat(started)).total_seconds()
+            self.metrics.job_duration.labels(process, status).observe(seconds)
+
+    async def _callback(self, job_id: str, url: str) -> None:
+        record = self.jobs[job_id]
+        outcome = await callbacks.deliver(
+            url,
+            records.details(record),
+            secret=self.settings.callback_secret,
+            attempts=self.settings.callback_attempts,
+        )
+        record["callback"] = outcome
+        self._changed(job_id)
+        await self._persist(job_id)
+
+    # -- metrics ----------------------------------------------------------------------
+
+    async def record_http(self, batch: list) -> None:
+        self.metrics.record_http(batch)
+
+    async def metrics_text(self) -> bytes:
+        self._ensure_started()
+        return self.metrics.text()

@@ -1,0 +1,269 @@
+"""One Ray task per job: stage the inputs, run the process, upload the outputs.
+
+The JobStore launches `run_job` with the job's queue resources and watches the
+returned ObjectRef (time limit, cancellation, retries after a crash). Inside,
+everything the process reports goes to the JobStore as it happens; the final
+outcome is the task's return value, so it cannot be lost between the two.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from tasks import records
+from tasks.archive import ArchiveError, find_root_file, is_archive, safe_extract
+from tasks.context import ProgramContext
+from tasks.processes import ProcessSpec, load_module
+from tasks.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Sends a job's progress events to the JobStore, in order, without waiting."""
+
+    def __init__(self, store_name: str, namespace: str, job_id: str, attempt: int):
+        self.store = ray.get_actor(store_name, namespace=namespace)
+        self.job_id, self.attempt = job_id, attempt
+        self._last = None
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, payload: dict) -> None:
+        with self._lock:
+            self._last = self.store.report.remote(self.job_id, self.attempt, kind, payload)
+
+    def flush(self) -> None:
+        """Wait until every event sent so far is applied (actor calls run in order)."""
+        if self._last is not None:
+            ray.get(self._last)
+
+
+def run_job(spec: dict) -> dict:
+    """Run one attempt of a job. Returns {"status", "result", "outputs", "error", "traceback"}."""
+    storage: Storage = spec["storage"]
+    job_id = spec["job_id"]
+    report = Reporter(spec["store_name"], spec["namespace"], job_id, spec["attempt"])
+    scratch_root = spec.get("scratch_dir") or None
+    if scratch_root:
+        os.makedirs(scratch_root, exist_ok=True)
+    report("status", {"status": records.RECEIVED, "node_id": ray.get_runtime_context().get_node_id()})
+    work = Path(tempfile.mkdtemp(prefix=f"pixyz-{job_id[:8]}-", dir=scratch_root))
+    try:
+        outcome = _run_in(work, spec, storage, report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report.flush()
+    return outcome
+
+
+def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
+    job_id = spec["job_id"]
+    input_dir, output_dir = work / "inputs", work / "outputs"
+    input_dir.mkdir()
+    output_dir.mkdir()
+    outcome: dict[str, Any] = {"status": records.FAILURE, "result": None, "error": None, "traceback": None}
+    try:
+        started = time.monotonic()
+        input_file = _stage_inputs(storage, job_id, input_dir, spec["params"])
+        if spec.get("inputs"):
+            report("step", {"info": f"Received {_describe_inputs(input_dir)}", "duration": time.monotonic() - started})
+        report("status", {"status": records.STARTED})
+        pc = ProgramContext(
+            job_id=job_id,
+            input_dir=input_dir,
+            input_file=input_file,
+            output_dir=output_dir,
+            params=spec["params"],
+            info=spec["info"],
+            report=report,
+        )
+        if spec["process"]["name"] == "custom":
+            result = _run_script(work, spec, storage, pc, report)
+        else:
+            process = ProcessSpec(**spec["process"])
+            entry = getattr(load_module(process), spec["entrypoint"], None)
+            if entry is None:
+                raise AttributeError(f"process '{process.name}' has no entry function '{spec['entrypoint']}'")
+            result = entry(pc, spec["params"])
+        outcome["result"] = _json_result(result)
+        outcome["status"] = records.SUCCESS
+    except Exception as exc:  # the process failed: the job records why, the worker lives on
+        outcome["error"] = user_message(exc)
+        outcome["traceback"] = traceback.format_exc()
+    started = time.monotonic()
+    outcome["outputs"] = _upload_outputs(storage, job_id, output_dir)
+    if outcome["outputs"]:
+        report("step", {"info": f"Saved {len(outcome['outputs'])} output file(s)", "duration": time.monotonic() - started})
+    return outcome
+
+
+def user_message(exc: BaseException) -> str:
+    """One readable line: the toolbox's own errors speak for themselves, others get their type."""
+    from tasks.steps.errors import StepError
+
+    if isinstance(exc, StepError | ArchiveError | ScriptError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _stage_inputs(storage: Storage, job_id: str, input_dir: Path, params: dict) -> Path | None:
+    files = storage.get_tree(storage.job_path(job_id, "inputs"), input_dir)
+    if not files:
+        return None
+    main = files[0]
+    if is_archive(main):
+        unpacked = input_dir / Path(main.name).stem.removesuffix(".tar")
+        safe_extract(main, unpacked)
+        main.unlink()
+        return find_root_file(unpacked, params.get("filename"), _model_extensions())
+    return main
+
+
+def _model_extensions() -> list[str]:
+    from tasks.steps.io import readable_extensions
+
+    return list(readable_extensions())
+
+
+def _describe_inputs(input_dir: Path) -> str:
+    files = [p for p in input_dir.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    if len(files) == 1:
+        return f"input '{files[0].name}' ({size:,} bytes)"
+    return f"{len(files)} input files ({size:,} bytes)"
+
+
+def _upload_outputs(storage: Storage, job_id: str, output_dir: Path) -> list[str]:
+    uploaded = []
+    for path in sorted(output_dir.rglob("*")):
+        if path.is_symlink():
+            logger.warning("job %s: output %s is a link and was not saved", job_id, path.name)
+            continue
+        if not path.is_file():
+            continue
+        rel = path.relative_to(output_dir).as_posix()
+        storage.put_file(path, storage.job_path(job_id, "outputs", rel))
+        uploaded.append(rel)
+    return uploaded
+
+
+def _json_default(value):
+    for attr in ("tolist", "item"):  # numpy arrays and scalars
+        if hasattr(value, attr):
+            return getattr(value, attr)()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_result(result: Any) -> dict:
+    if result is None:
+        return {}
+    if not isinstance(result, dict):
+        raise TypeError(f"the process returned {type(result).__name__}; it must return a dict (JSON object)")
+    return json.loads(json.dumps(result, default=_json_default))
+
+
+# -- custom scripts -------------------------------------------------------------
+
+
+class ScriptError(RuntimeError):
+    """A custom script failed; the message carries the script's own error line."""
+
+
+def _run_script(work: Path, spec: dict, storage: Storage, pc: ProgramContext, report: Reporter) -> Any:
+    script_path = work / "script.py"
+    storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
+    host_spec = {
+        "script": str(script_path),
+        "entrypoint": spec["entrypoint"],
+        "params": spec["params"],
+        "job_id": spec["job_id"],
+        "input_dir": pc.get_input_dir(),
+        "input_file": pc._input_file and str(pc._input_file),
+        "output_dir": pc.get_output_dir(),
+        "info": spec["info"],
+        "result_path": str(work / "script-result.json"),
+    }
+    spec_path = work / "script-spec.json"
+    spec_path.write_text(json.dumps(host_spec))
+    read_fd, write_fd = os.pipe()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(work),
+        "LANG": "C.UTF-8",
+        "PIXYZ_EVENTS_FD": str(write_fd),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tasks.script_host", str(spec_path)],
+        cwd=work,
+        env=env,
+        pass_fds=(write_fd,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
+    os.close(write_fd)
+    forwarder = threading.Thread(target=_forward_events, args=(read_fd, report), daemon=True)
+    forwarder.start()
+    log_tail = _tail(proc.stdout, 20_000)
+    try:
+        proc.wait(timeout=spec["info"]["time_limit"])
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise ScriptError(f"time limit of {spec['info']['time_limit']:g} s exceeded") from None
+    forwarder.join(timeout=5)
+    result_path = Path(host_spec["result_path"])
+    if not result_path.exists():
+        raise ScriptError(f"the script process died (exit code {proc.returncode}): {log_tail()[-2000:]}")
+    answer = json.loads(result_path.read_text())
+    if "error" in answer:
+        raise ScriptError(answer["error"] + "\n" + answer.get("traceback", ""))
+    return answer["result"]
+
+
+def _forward_events(read_fd: int, report: Reporter) -> None:
+    with os.fdopen(read_fd, "r", encoding="utf-8") as events:
+        for line in events:
+            try:
+                event = json.loads(line)
+                report(event["kind"], event["payload"])
+            except (ValueError, KeyError):
+                logger.warning("ignored a malformed progress event from a script: %.200s", line)
+
+
+def _tail(stream, limit: int):
+    """Drain `stream` in a thread; return a function giving its last `limit` characters."""
+    buffer = bytearray()
+
+    def drain():
+        for chunk in iter(lambda: stream.read(4096), b""):
+            buffer.extend(chunk)
+            del buffer[:-limit]
+
+    threading.Thread(target=drain, daemon=True).start()
+    return lambda: buffer.decode("utf-8", "replace")
+
+
+def _die_with_parent() -> None:
+    """In the script's child process: get SIGKILL when the worker dies (cancel, time limit)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    os.setsid()

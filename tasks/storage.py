@@ -1,0 +1,141 @@
+"""Where job files and job state live: one fsspec filesystem under one root URL.
+
+Layout under the root (the same on a local folder, S3 or any fsspec store)::
+
+    jobs/<uuid>/inputs/<file>        what the client uploaded
+    jobs/<uuid>/outputs/<path>       what the process wrote
+    jobs/<uuid>/archive.zip          all outputs, built once on first request
+    jobs/<uuid>/state.json           the job record (JobStore checkpoint)
+    state/index.json                 short state of every job (fast reload)
+
+Every write that a reader could observe half-done is atomic: local files are
+written beside their target and renamed; object stores publish an object only
+when its upload completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import uuid as uuid_lib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+
+
+class Storage:
+    """Job files and state under one fsspec root. Picklable: Ray tasks receive it."""
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+        self.root_url = root
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = fsspec.core.url_to_fs(root, **self.storage_options)
+        self.root = self.root.rstrip("/")
+        self.is_local = "file" in _protocols(self.fs)
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+    def __reduce__(self):
+        return (Storage, (self.root_url, self.storage_options))
+
+    # -- paths ----------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def job_path(self, job_id: str, *parts: str) -> str:
+        return self.path("jobs", job_id, *parts)
+
+    def index_path(self) -> str:
+        return self.path("state", "index.json")
+
+    # -- small files ------------------------------------------------------------
+
+    def write_bytes_atomic(self, path: str, data: bytes) -> None:
+        """Write `data` so that readers see the old file or the new one, never a mix."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def write_json_atomic(self, path: str, obj: Any) -> None:
+        self.write_bytes_atomic(path, json.dumps(obj, separators=(",", ":")).encode())
+
+    def read_json(self, path: str) -> Any:
+        with self.fs.open(path, "rb") as f:
+            return json.load(f)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def size(self, path: str) -> int:
+        return int(self.fs.size(path))
+
+    def list_job_ids(self) -> list[str]:
+        """Every job folder in storage (a scan: used only when reloading state)."""
+        base = self.path("jobs")
+        if not self.fs.exists(base):
+            return []
+        return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(base, detail=False))
+
+    # -- streams ----------------------------------------------------------------
+
+    def open_write(self, path: str) -> IO[bytes]:
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return self.fs.open(path, "wb")
+
+    def iter_chunks(self, path: str, chunk_size: int) -> Iterator[bytes]:
+        with self.fs.open(path, "rb", block_size=chunk_size) as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=recursive)
+
+    def put_file(self, local_path: str | Path, path: str) -> None:
+        """Upload one local file (atomic on object stores; local: copy then rename)."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
+            self.fs.put_file(str(local_path), tmp)
+            os.replace(tmp, path)
+        else:
+            self.fs.put_file(str(local_path), path)
+
+    def get_tree(self, path: str, local_dir: str | Path) -> list[Path]:
+        """Download every file under `path` into `local_dir`, keeping relative paths."""
+        local_dir = Path(local_dir)
+        fetched = []
+        if not self.fs.exists(path):
+            return fetched
+        for remote in self.fs.find(path):
+            rel = posixpath.relpath(remote, path)
+            target = local_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(remote, str(target))
+            fetched.append(target)
+        return fetched
+
+    # -- direct uploads ---------------------------------------------------------
+
+    def can_presign(self) -> bool:
+        return "s3" in _protocols(self.fs)
+
+    def presign_put(self, path: str, expires: int = 3600) -> str:
+        """A URL a client can PUT the object to without passing through the API."""
+        return self.fs.url(path, expires=expires, client_method="put_object")
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+

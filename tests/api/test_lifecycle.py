@@ -1,0 +1,137 @@
+"""A job's life: progress, failures with reasons, time limits, cancellation, crashes and retries."""
+
+import time
+
+from conftest import CALLBACK_SECRET, submit, wait_for
+
+
+def test_progress_and_steps_move_while_a_job_runs(client):
+    job = submit(client, "sleep", params={"duration": 3})
+    seen = set()
+    while (state := client.get(f"/jobs/{job['uuid']}").json())["status"] not in ("SUCCESS", "FAILURE"):
+        if state["progress"] is not None:
+            seen.add(state["progress"])
+        time.sleep(0.1)
+    assert state["status"] == "SUCCESS"
+    assert seen & {33, 67}, f"no intermediate progress seen: {seen}"
+    steps = client.get(f"/jobs/{job['uuid']}/details").json()["steps"]
+    assert [s["info"] for s in steps][-3:] == ["Slept 1.0 of 3 s", "Slept 2.0 of 3 s", "Slept 3.0 of 3 s"]
+    assert all(0.5 < s["duration"] < 2.5 for s in steps[-3:])
+
+
+def test_a_failing_process_ends_failure_with_a_readable_reason(client):
+    job = submit(client, "sleep", params={"duration": -5})
+    state = wait_for(client, job["uuid"])
+    assert state["status"] == "FAILURE"
+    assert state["error"] == "ValueError: duration must be between 0 and 86400 seconds, got -5.0"
+    details = client.get(f"/jobs/{job['uuid']}/details").json()
+    assert "Traceback" in details["traceback"] and details["retry"] == 0
+    meta = client.get(f"/backend/get_task_meta/{job['uuid']}").json()
+    assert meta["status"] == "FAILURE" and "duration must be" in meta["result"] and meta["traceback"]
+
+
+def test_time_limit_ends_the_job_with_failure_saying_so(client):
+    started = time.monotonic()
+    job = submit(client, "sleep", params={"duration": 60}, config={"time_limit": 2})
+    state = wait_for(client, job["uuid"], timeout=30)
+    assert state["status"] == "FAILURE"
+    assert "time limit of 2 s exceeded" in state["error"]
+    assert time.monotonic() - started < 15
+
+
+def test_cancel_revokes_a_running_job_and_frees_its_worker(client):
+    job = submit(client, "sleep", params={"duration": 120})
+    wait_for(client, job["uuid"], statuses=("RUNNING",))
+    response = client.delete(f"/jobs/{job['uuid']}")
+    assert response.status_code == 200 and response.json()["status"] == "REVOKED"
+    assert wait_for(client, job["uuid"])["status"] == "REVOKED"
+    # Both CPUs are free again: two quick jobs finish promptly.
+    quick = [submit(client, "api_test") for _ in range(2)]
+    for q in quick:
+        assert wait_for(client, q["uuid"], timeout=30)["status"] == "SUCCESS"
+    again = client.delete(f"/jobs/{job['uuid']}")
+    assert again.status_code == 200 and again.json()["status"] == "REVOKED"
+    finished = client.delete(f"/jobs/{quick[0]['uuid']}")
+    assert finished.status_code == 400 and "already finished" in finished.json()["detail"]["details"]
+
+
+def test_a_crashed_worker_is_retried_and_counted(client):
+    job = submit(client, "crash_once")
+    state = wait_for(client, job["uuid"], timeout=90)
+    details = client.get(f"/jobs/{job['uuid']}/details").json()
+    assert state["status"] == "SUCCESS", details
+    assert details["retry"] == 1
+    assert details["result"] == {"attempt": 2}
+    assert any("died" in s["info"] and "retrying" in s["info"] for s in details["steps"])
+
+
+def test_custom_script_runs_with_the_program_context(client):
+    script = '''
+def main(pc, params):
+    pc.progress_set_total(2)
+    pc.progress_next("first")
+    pc.progress_next("second")
+    return {"queue": pc["queue"], "got": params["x"], "inputs": pc.get_input_dir() != ""}
+'''
+    job = submit(client, "custom", script=script, params={"x": [1, 2]}, config={"queue": "gpu"})
+    assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
+    details = client.get(f"/jobs/{job['uuid']}/details").json()
+    assert details["result"] == {"queue": "gpu", "got": [1, 2], "inputs": True}
+    infos = [s["info"] for s in details["steps"]]
+    assert infos[-2:] == ["first", "second"]
+    assert any("no matching nodes" in i for i in infos)  # no GPU here: ran on CPU workers, and says so
+
+
+def test_custom_script_errors_are_reported_readably(client):
+    job = submit(client, "custom", script="def main(pc, params):\n    raise KeyError('mesh')\n")
+    state = wait_for(client, job["uuid"])
+    assert state["status"] == "FAILURE"
+    assert state["error"].startswith("KeyError: 'mesh'")
+
+
+def test_custom_script_sees_no_service_secrets(client):
+    script = "import os\ndef main(pc, params):\n    return {'env': sorted(os.environ)}\n"
+    job = submit(client, "custom", script=script)
+    assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
+    env = client.get(f"/jobs/{job['uuid']}/details").json()["result"]["env"]
+    assert not [k for k in env if k.startswith(("PIXYZ_", "AWS_", "RAY_")) and k != "PIXYZ_EVENTS_FD"]
+
+
+def test_signed_callback_is_delivered_when_the_job_ends(client, service):
+    from tasks.callbacks import sign
+
+    url = f"{service.url}/dev/callback"
+    job = submit(client, "api_test", config={"callback_url": url})
+    wait_for(client, job["uuid"])
+    for _ in range(100):
+        details = client.get(f"/jobs/{job['uuid']}/details").json()
+        if details.get("callback"):
+            break
+        time.sleep(0.1)
+    assert details["callback"]["delivered"] is True, details["callback"]
+    received = client.get("/dev/callback").json()["callbacks"]
+    mine = [c for c in received if c["payload"].get("uuid") == job["uuid"]]
+    assert mine and mine[-1]["signature_valid"] is True
+    assert mine[-1]["payload"]["status"] == "SUCCESS"
+    assert sign(b"{}", CALLBACK_SECRET) != sign(b"{}", "other")
+
+
+def test_unsigned_callback_posts_need_the_key(service):
+    with service.client(key=None) as anonymous:
+        assert anonymous.post("/dev/callback", json={"infos": {"a": 1}}).status_code == 401
+    with service.client() as c:
+        response = c.post("/dev/callback", json={"infos": {"a": 1}})
+        assert response.status_code == 200 and response.json()["received"] is True
+
+
+def test_metrics_count_requests_and_jobs(client, service):
+    job = submit(client, "api_test")
+    wait_for(client, job["uuid"])
+    with service.client(key=None) as anonymous:
+        response = anonymous.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert 'pixyz_jobs_submitted_total{process="api_test"}' in text
+    assert 'pixyz_jobs_finished_total{process="api_test",status="SUCCESS"}' in text
+    assert 'pixyz_http_requests_total{method="GET",route="/jobs/{job_uuid}",status="200"}' in text
+    assert "pixyz_job_duration_seconds_bucket" in text and "pixyz_jobs_in_progress" in text

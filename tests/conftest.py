@@ -1,0 +1,162 @@
+"""Test fixtures: one real local Ray cluster and one Serve deployment for the whole session.
+
+Everything goes through real components: Ray (2 CPUs, small object store,
+loopback only), Serve's HTTP proxy, the JobStore actor, storage on disk, and
+moto's S3 server on 127.0.0.1 for the S3 path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Before anything imports ray: keep every Ray address on loopback.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+TEST_PROCESSES = Path(__file__).parent / "processes"
+API_KEY = "test-key-0123456789"
+CALLBACK_SECRET = "test-callback-secret"
+MAX_UPLOAD = 16 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_temp_dir() -> str:
+    # Unix socket paths are limited to 107 bytes: keep Ray's session folder short.
+    inside = REPO / "var" / "rt"
+    if len(str(inside)) <= 40:
+        return str(inside)
+    return tempfile.mkdtemp(prefix="pzrt-")
+
+
+@dataclass
+class Service:
+    url: str
+    key: str
+    storage: Path
+    settings: object
+
+    def client(self, key: str | None = API_KEY, prefix: str = "") -> httpx.Client:
+        headers = {"x-api-key": key} if key else {}
+        return httpx.Client(base_url=self.url + prefix, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    from serve_app.local_ray import start_local_ray
+
+    start_local_ray(
+        namespace="pixyz",
+        num_cpus=2,
+        object_store_bytes=256 * 1024**2,
+        temp_dir=ray_temp_dir(),
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def service(ray_cluster, tmp_path_factory) -> Service:
+    from ray import serve
+
+    from serve_app.deployment import APP_NAME, app_builder
+    from tasks.settings import hash_key
+
+    storage = tmp_path_factory.mktemp("storage")
+    port = free_port()
+    args = {
+        "storage": str(storage),
+        "api_key_sha256": [hash_key(API_KEY)],
+        "allow_scripts": True,
+        "process_path": str(TEST_PROCESSES),
+        "callback_secret": CALLBACK_SECRET,
+        "max_upload_bytes": MAX_UPLOAD,
+        "upload_chunk_bytes": 1024 * 1024,
+    }
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(app_builder(args), name=APP_NAME, route_prefix="/")
+    from tasks.settings import Settings
+
+    yield Service(url=f"http://127.0.0.1:{port}", key=API_KEY, storage=storage, settings=Settings(**args))
+    serve.shutdown()
+
+
+@pytest.fixture()
+def client(service) -> httpx.Client:
+    with service.client() as c:
+        yield c
+
+
+def submit(client: httpx.Client, process: str, *, file: Path | None = None, params: dict | None = None,
+           config: dict | None = None, name: str | None = None, script: str | None = None) -> dict:
+    """POST /jobs the way PiXYZ API clients do (params/config always sent as JSON text)."""
+    import json
+
+    data = {"process": process, "params": json.dumps(params or {}), "config": json.dumps(config or {})}
+    if name:
+        data["name"] = name
+    files = {}
+    if file is not None:
+        files["file"] = (file.name, file.read_bytes())
+    if script is not None:
+        files["script"] = ("script.py", script.encode())
+    response = client.post("/jobs", data=data, files=files or None)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+FINAL = ("SUCCESS", "FAILURE", "REVOKED")
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses=FINAL, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = client.get(f"/jobs/{job_id}").json()
+        if state["status"] in statuses:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {state} after {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's S3 server on 127.0.0.1 (a real S3 protocol endpoint), with one bucket."""
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
