@@ -8,7 +8,6 @@ and the declared sizes are enforced again while writing, since headers lie.
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -150,6 +149,3 @@ def find_root_file(folder: str | Path, filename: str | None, extensions: list[st
         raise ArchiveError("the archive holds no file this service can open (set params.filename)")
     return min(ranked)[3]
 
-
-def remove_tree(path: str | Path) -> None:
-    shutil.rmtree(path, ignore_errors=False)

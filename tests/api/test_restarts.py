@@ -1,0 +1,62 @@
+"""Nothing is lost when the pieces restart: the JobStore actor and the Serve replica."""
+
+import time
+
+import ray
+from ray import serve
+
+from conftest import submit, wait_for
+
+
+def _store(service):
+    return ray.get_actor(service.settings.store_name, namespace=service.settings.namespace)
+
+
+def test_killing_the_job_store_mid_job_loses_nothing(client, service):
+    done = submit(client, "api_test", name="finished-before")
+    assert wait_for(client, done["uuid"])["status"] == "SUCCESS"
+    running = submit(client, "sleep", params={"duration": 2}, name="running-during")
+    wait_for(client, running["uuid"], statuses=("RUNNING",))
+
+    ray.kill(_store(service), no_restart=False)  # crash: Ray restarts it, state comes from storage
+
+    state = wait_for(client, running["uuid"], timeout=60)
+    assert state["status"] == "SUCCESS"
+    details = client.get(f"/jobs/{running['uuid']}/details").json()
+    assert details["result"] == {"slept": 2.0}
+    assert any("restarted" in s["info"] for s in details["steps"])
+    listed = {j["uuid"]: j for j in client.get("/jobs").json()["jobs"]}
+    assert listed[done["uuid"]]["status"] == "SUCCESS"
+    assert client.get(f"/jobs/{done['uuid']}/details").json()["result"]["output"] == "Hello World!"
+
+
+def test_a_job_store_killed_for_good_is_recreated_from_storage(client, service):
+    done = submit(client, "api_test")
+    wait_for(client, done["uuid"])
+    ray.kill(_store(service), no_restart=True)
+    time.sleep(1)
+    state = client.get(f"/jobs/{done['uuid']}").json()
+    assert state["status"] == "SUCCESS"
+    fresh = submit(client, "api_test")
+    assert wait_for(client, fresh["uuid"])["status"] == "SUCCESS"
+
+
+def test_killing_the_serve_replica_leaves_jobs_running(client, service):
+    job = submit(client, "sleep", params={"duration": 3})
+    wait_for(client, job["uuid"], statuses=("RUNNING",))
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "PixyzIngress" in a["name"]]
+    assert replicas, "no Serve replica found"
+    for actor in replicas:
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+
+    deadline = time.monotonic() + 60
+    while True:  # Serve starts a new replica; meanwhile requests may fail
+        try:
+            if client.get("/").status_code == 200:
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "Serve did not replace the replica"
+        time.sleep(0.5)
+    assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
+    assert serve.status().applications["pixyz"].status == "RUNNING"

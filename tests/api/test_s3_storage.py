@@ -1,0 +1,107 @@
+"""The same service on S3 storage (moto's S3 server on 127.0.0.1, through s3fs as in production)."""
+
+import io
+import json
+import zipfile
+
+import httpx
+import pytest
+import s3fs
+from ray import serve
+
+from conftest import API_KEY, submit, wait_for
+
+BUCKET = "pixyz-test"
+
+
+@pytest.fixture(scope="module")
+def s3_service(service, moto_server):
+    from serve_app.deployment import app_builder
+    from tasks.settings import hash_key
+
+    options = {"endpoint_url": moto_server, "key": "testing", "secret": "testing"}
+    s3fs.S3FileSystem(**options).mkdir(BUCKET)
+    args = {
+        "storage": f"s3://{BUCKET}/service",
+        "storage_options": options,
+        "api_key_sha256": [hash_key(API_KEY)],
+        "allow_scripts": True,
+        "store_name": "pixyz-jobstore-s3",
+    }
+    serve.run(app_builder(args), name="pixyz-s3", route_prefix="/s3")
+    yield service, options
+    serve.delete("pixyz-s3")
+
+
+@pytest.fixture()
+def s3_client(s3_service):
+    service, _ = s3_service
+    with service.client(prefix="/s3") as c:
+        yield c
+
+
+SCRIPT = '''
+def main(pc, params):
+    data = open(pc.get_input_file(), "rb").read()
+    with open(pc.get_output_dir("out/reversed.bin"), "wb") as f:
+        f.write(data[::-1])
+    return {"size": len(data)}
+'''
+
+
+def test_jobs_inputs_outputs_and_state_live_in_the_bucket(s3_client, s3_service, tmp_path):
+    _, options = s3_service
+    model = tmp_path / "part.bin"
+    payload = bytes(range(256)) * 9000  # 2.3 MB: several upload chunks
+    model.write_bytes(payload)
+    job = submit(s3_client, "custom", script=SCRIPT, file=model)
+    assert wait_for(s3_client, job["uuid"])["status"] == "SUCCESS"
+    assert s3_client.get(f"/jobs/{job['uuid']}/details").json()["result"] == {"size": len(payload)}
+    assert s3_client.get(f"/jobs/{job['uuid']}/outputs").json()["outputs"] == ["out/reversed.bin"]
+    download = s3_client.get(f"/jobs/{job['uuid']}/outputs/out/reversed.bin")
+    assert download.content == payload[::-1]
+    assert download.headers["content-length"] == str(len(payload))
+
+    fs = s3fs.S3FileSystem(**options)
+    base = f"{BUCKET}/service/jobs/{job['uuid']}"
+    assert fs.cat(f"{base}/inputs/part.bin") == payload
+    assert json.loads(fs.cat(f"{base}/state.json"))["status"] == "SUCCESS"
+    index = json.loads(fs.cat(f"{BUCKET}/service/state/index.json"))
+    assert job["uuid"] in [j["uuid"] for j in index["jobs"]]
+
+    for _ in range(60):
+        archive = s3_client.get(f"/jobs/{job['uuid']}/outputs/archive")
+        if archive.status_code == 200:
+            break
+        import time
+
+        time.sleep(0.5)
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+        assert zf.read("out/reversed.bin") == payload[::-1]
+
+
+def test_large_files_can_skip_the_proxy_with_a_presigned_upload(s3_client):
+    ticket = s3_client.post("/uploads", json={"filename": "big part.bin"})
+    assert ticket.status_code == 200, ticket.text
+    ticket = ticket.json()
+    payload = b"presigned" * 100_000
+    put = httpx.put(ticket["url"], content=payload, timeout=60)
+    assert put.status_code == 200, put.text
+    data = {"process": "custom", "file_url": ticket["file_url"], "params": "{}", "config": "{}"}
+    job = s3_client.post("/jobs", data=data, files={"script": ("s.py", SCRIPT.encode())})
+    assert job.status_code == 200, job.text
+    job_id = job.json()["uuid"]
+    assert wait_for(s3_client, job_id)["status"] == "SUCCESS"
+    assert s3_client.get(f"/jobs/{job_id}/details").json()["result"] == {"size": len(payload)}
+
+
+def test_file_url_must_come_from_uploads(s3_client):
+    for bad in ("../../etc/passwd", "uploads/xyz/a.stl", f"uploads/{'0' * 32}/missing.stl"):
+        response = s3_client.post("/jobs", data={"process": "api_test", "file_url": bad})
+        assert response.status_code == 400, bad
+
+
+def test_local_storage_says_it_cannot_presign(client):
+    response = client.post("/uploads", json={"filename": "a.step"})
+    assert response.status_code == 400
+    assert "POST /jobs" in response.json()["detail"]["details"]
