@@ -104,15 +104,36 @@ def serve_command(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixyz", description="The PiXYZ API on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="start the API (on a local Ray cluster unless --address is given)")
+    serve = commands.add_parser(
+        "serve", help="start the API (on a local Ray cluster unless --address is given)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--storage", default=None, help="folder or fsspec URL (default: $PIXYZ_STORAGE or ./var/storage)")
-    serve.add_argument("--address", default=None, help="deploy onto an existing Ray cluster ('auto' or host:port)")
-    serve.add_argument("--num-cpus", type=int, default=None, help="local cluster only: CPUs for jobs (default: all)")
-    serve.add_argument("--object-store-mb", type=int, default=512, help="local cluster only (default 512)")
-    serve.add_argument("--ray-temp-dir", default=os.path.join("var", "ray"), help="local cluster only: Ray's session files (default ./var/ray)")
-    serve.add_argument("--dashboard", action="store_true", help="local cluster only: start Ray's dashboard")
+    serve.add_argument(
+        "--storage",
+        default=None,
+        help="folder or fsspec URL (default: $PIXYZ_STORAGE or ./var/storage)",
+    )
+    serve.add_argument(
+        "--address", default=None, help="deploy onto an existing Ray cluster ('auto' or host:port)"
+    )
+    serve.add_argument(
+        "--num-cpus",
+        type=int,
+        default=None,
+        help="local cluster only: CPUs for jobs (default: all)",
+    )
+    serve.add_argument(
+        "--object-store-mb", type=int, default=512, help="local cluster only (default 512)"
+    )
+    serve.add_argument(
+        "--ray-temp-dir",
+        default=os.path.join("var", "ray"),
+        help="local cluster only: Ray's session files (default ./var/ray)",
+    )
+    serve.add_argument(
+        "--dashboard", action="store_true", help="local cluster only: start Ray's dashboard"
+    )
     serve.set_defaults(func=serve_command)
     return parser
 
@@ -121,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     from serve_app.local_ray import pin_to_loopback
 
     pin_to_loopback()  # before anything imports ray
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     return args.func(args)
 

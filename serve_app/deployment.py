@@ -31,4 +31,6 @@ class PixyzIngress:
 def app_builder(args: dict | None = None):
     """Serve application from settings (`args` override `PIXYZ_*` environment variables)."""
     settings = Settings(**(args or {}))
-    return PixyzIngress.options(num_replicas=settings.num_replicas).bind(settings.model_dump(mode="json"))
+    return PixyzIngress.options(num_replicas=settings.num_replicas).bind(
+        settings.model_dump(mode="json")
+    )

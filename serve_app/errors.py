@@ -68,10 +68,14 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
+        return error_response(
+            500, f"internal error ({type(exc).__name__}); the server log has the details"
+        )
 
 
 # The error responses each route documents in the OpenAPI schema.
 def documented(*codes: int) -> dict:
-    return {code: {"description": MESSAGES.get(code, HTTPStatus(code).phrase), "model": ErrorBody} for code in codes}
-
+    return {
+        code: {"description": MESSAGES.get(code, HTTPStatus(code).phrase), "model": ErrorBody}
+        for code in codes
+    }

@@ -46,7 +46,9 @@ def parse_json_object(text: str | None, field_name: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError(400, f"'{field_name}' is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        raise ApiError(
+            400, f"'{field_name}' is not valid JSON: {exc.msg} at position {exc.pos}"
+        ) from exc
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -63,15 +65,27 @@ def build_config(raw: dict, process: ProcessSpec, default_time_limit: float) -> 
             continue  # clients send null for "use the default"
         elif key == "entrypoint":
             if not isinstance(value, str) or not _IDENTIFIER.match(value):
-                raise ApiError(400, f"config.entrypoint must be a Python function name, got {value!r}")
+                raise ApiError(
+                    400, f"config.entrypoint must be a Python function name, got {value!r}"
+                )
             config.entrypoint = value
         elif key == "queue":
             if value not in QUEUES:
-                raise ApiError(400, f"config.queue must be one of {', '.join(QUEUES)}, got {value!r}")
+                raise ApiError(
+                    400, f"config.queue must be one of {', '.join(QUEUES)}, got {value!r}"
+                )
             config.queue = value
         elif key == "time_limit":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 < value <= MAX_TIME_LIMIT:
-                raise ApiError(400, f"config.time_limit must be a number of seconds in (0, {MAX_TIME_LIMIT:g}], got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not 0 < value <= MAX_TIME_LIMIT
+            ):
+                raise ApiError(
+                    400,
+                    f"config.time_limit must be a number of seconds in (0, {MAX_TIME_LIMIT:g}], got {value!r}",
+                )
             config.time_limit = float(value)
         elif key == "callback_url":
             if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):

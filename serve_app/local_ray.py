@@ -21,7 +21,9 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABL
 def pin_to_loopback() -> None:
     """Set the environment that keeps Ray on 127.0.0.1. Ray reads it when first imported."""
     if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
-        logger.warning("ray was imported before pin_to_loopback(): it may advertise a non-loopback address")
+        logger.warning(
+            "ray was imported before pin_to_loopback(): it may advertise a non-loopback address"
+        )
     for key, value in LOOPBACK_ENV.items():
         os.environ.setdefault(key, value)
 
@@ -43,6 +45,7 @@ def start_local_ray(
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
         kwargs["_temp_dir"] = str(Path(temp_dir).resolve())
     ray.init(
+        address="local",  # always a new private cluster, never one found on the machine
         namespace=namespace,
         num_cpus=num_cpus or os.cpu_count(),
         object_store_memory=object_store_bytes,

@@ -24,8 +24,13 @@ class ErrorBody(BaseModel):
 class JobShort(BaseModel):
     uuid: str
     name: str | None = None
-    status: str = Field(examples=["SENT"], description="SENT, PENDING, RECEIVED, STARTED, RUNNING, RETRY, SUCCESS, FAILURE, REVOKED or UNKNOWN")
-    progress: int | None = Field(default=None, description="0-100, or null when the process reports none")
+    status: str = Field(
+        examples=["SENT"],
+        description="SENT, PENDING, RECEIVED, STARTED, RUNNING, RETRY, SUCCESS, FAILURE, REVOKED or UNKNOWN",
+    )
+    progress: int | None = Field(
+        default=None, description="0-100, or null when the process reports none"
+    )
     error: str | None = None
 
 
@@ -54,7 +59,9 @@ class JobDetails(JobShort):
     traceback: str | None = None
     warnings: list[str] = []
     children: list[dict[str, Any]] = []
-    callback: dict[str, Any] | None = Field(default=None, description="delivery of config.callback_url, once attempted")
+    callback: dict[str, Any] | None = Field(
+        default=None, description="delivery of config.callback_url, once attempted"
+    )
 
 
 class OutputList(BaseModel):
@@ -80,12 +87,16 @@ class ProcessDoc(BaseModel):
 
 
 class UploadRequest(BaseModel):
-    filename: str = Field(description="Name of the file you will PUT (its extension picks the reader)")
+    filename: str = Field(
+        description="Name of the file you will PUT (its extension picks the reader)"
+    )
 
 
 class UploadTicket(BaseModel):
     upload_id: str
     url: str = Field(description="Presigned URL: PUT the file's bytes there")
     method: str = "PUT"
-    file_url: str = Field(description="Send this as `file_url` in POST /jobs once the PUT succeeded")
+    file_url: str = Field(
+        description="Send this as `file_url` in POST /jobs once the PUT succeeded"
+    )
     expires_in: int

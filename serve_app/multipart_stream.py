@@ -44,7 +44,9 @@ def safe_filename(raw: str) -> str:
     """The last path component of a client's file name, refused if nothing sane is left."""
     name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not name or name in (".", "..") or _UNSAFE_NAME.search(name) or len(name.encode()) > 255:
-        raise ApiError(400, f"unusable file name {raw[:80]!r}: give the file a plain name (max 255 bytes)")
+        raise ApiError(
+            400, f"unusable file name {raw[:80]!r}: give the file a plain name (max 255 bytes)"
+        )
     return name
 
 
@@ -61,10 +63,16 @@ async def stream_form(
         # What clients send when a job has no file (requests/httpx without files=).
         return await _urlencoded_form(request)
     if content_type != b"multipart/form-data" or b"boundary" not in options:
-        raise ApiError(400, "send the job as multipart/form-data or a urlencoded form (fields: process, file, params, config, name, script)")
+        raise ApiError(
+            400,
+            "send the job as multipart/form-data or a urlencoded form (fields: process, file, params, config, name, script)",
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"upload of {int(declared):,} bytes is over this server's limit of {max_bytes:,} bytes")
+        raise ApiError(
+            413,
+            f"upload of {int(declared):,} bytes is over this server's limit of {max_bytes:,} bytes",
+        )
 
     form = ParsedForm()
     events: list[tuple] = []
@@ -122,7 +130,9 @@ async def stream_form(
             events.clear()
         parser.finalize()
         if part is not None:
-            raise ApiError(400, "malformed multipart body: it ended inside a part (truncated upload?)")
+            raise ApiError(
+                400, "malformed multipart body: it ended inside a part (truncated upload?)"
+            )
     finally:
         for writer in writers:
             if not writer.closed:
@@ -135,10 +145,15 @@ async def _urlencoded_form(request: Request) -> ParsedForm:
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > MAX_TEXT_FIELD_BYTES:
-            raise ApiError(413, f"form is over {MAX_TEXT_FIELD_BYTES:,} bytes (send files as multipart/form-data)")
+            raise ApiError(
+                413,
+                f"form is over {MAX_TEXT_FIELD_BYTES:,} bytes (send files as multipart/form-data)",
+            )
     form = ParsedForm()
     try:
-        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_PARTS)
+        pairs = parse_qsl(
+            body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_PARTS
+        )
     except ValueError as exc:
         raise ApiError(400, f"malformed form: {exc}") from exc
     for name, value in pairs:
@@ -173,7 +188,9 @@ async def _apply(event, part, form, writers, chunk_bytes, open_target):
         part["buffer"].extend(event[1])
         if part["file"] is None:
             if len(part["buffer"]) > MAX_TEXT_FIELD_BYTES:
-                raise ApiError(413, f"form field '{part['name']}' is over {MAX_TEXT_FIELD_BYTES:,} bytes")
+                raise ApiError(
+                    413, f"form field '{part['name']}' is over {MAX_TEXT_FIELD_BYTES:,} bytes"
+                )
         elif len(part["buffer"]) >= chunk_bytes:
             await _flush(part)
         return part

@@ -50,7 +50,9 @@ def _safe_member_path(dest: Path, name: str) -> Path:
     return target
 
 
-def safe_extract(archive: str | Path, dest: str | Path, limits: ArchiveLimits = ARCHIVE_DEFAULTS) -> list[Path]:
+def safe_extract(
+    archive: str | Path, dest: str | Path, limits: ArchiveLimits = ARCHIVE_DEFAULTS
+) -> list[Path]:
     """Unpack `archive` into `dest`; return the files written. Raises ArchiveError."""
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,9 @@ def safe_extract(archive: str | Path, dest: str | Path, limits: ArchiveLimits = 
 
 def _check_budget(declared_total: int, count: int, limits: ArchiveLimits, budget: int) -> None:
     if count > limits.max_files:
-        raise ArchiveError(f"archive holds {count} files, more than the limit of {limits.max_files}")
+        raise ArchiveError(
+            f"archive holds {count} files, more than the limit of {limits.max_files}"
+        )
     if declared_total > budget:
         raise ArchiveError(
             f"archive unpacks to {declared_total} bytes, more than the limit of {budget} "
@@ -144,8 +148,14 @@ def find_root_file(folder: str | Path, filename: str | None, extensions: list[st
         suffixes = [s.lstrip(".") for s in path.name.lower().split(".")[1:]]
         ext = suffixes[-1] if suffixes else ""
         if ext in lowered and not path.name.startswith("."):
-            ranked.append((lowered.index(ext), len(path.relative_to(folder).parts), -path.stat().st_size, path))
+            ranked.append(
+                (
+                    lowered.index(ext),
+                    len(path.relative_to(folder).parts),
+                    -path.stat().st_size,
+                    path,
+                )
+            )
     if not ranked:
         raise ArchiveError("the archive holds no file this service can open (set params.filename)")
     return min(ranked)[3]
-

@@ -21,7 +21,9 @@ def build_archive(storage: Storage, job_id: str, outputs: list[str]) -> int:
         local = os.path.join(tmp, "archive.zip")
         with zipfile.ZipFile(local, "w", allowZip64=True) as zf:
             for rel in outputs:
-                method = zipfile.ZIP_STORED if rel.lower().endswith(_STORED) else zipfile.ZIP_DEFLATED
+                method = (
+                    zipfile.ZIP_STORED if rel.lower().endswith(_STORED) else zipfile.ZIP_DEFLATED
+                )
                 info = zipfile.ZipInfo(rel)
                 info.compress_type = method
                 with storage.fs.open(storage.job_path(job_id, "outputs", rel), "rb") as src:

@@ -42,7 +42,11 @@ async def deliver(url: str, payload: dict, *, secret: str = "", attempts: int = 
             try:
                 response = await client.post(url, content=body, headers=headers)
                 if response.status_code < 300:
-                    return {"delivered": True, "attempts": attempt, "status_code": response.status_code}
+                    return {
+                        "delivered": True,
+                        "attempts": attempt,
+                        "status_code": response.status_code,
+                    }
                 last_error = f"HTTP {response.status_code}"
                 if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
                     break  # the receiver refuses it; retrying will not help

@@ -169,7 +169,9 @@ class JobStore:
                 return
             generation = self._index_gen
             data = json.dumps({"version": 1, "jobs": list(self.index.values())}).encode()
-            await asyncio.to_thread(self.storage.write_bytes_atomic, self.storage.index_path(), data)
+            await asyncio.to_thread(
+                self.storage.write_bytes_atomic, self.storage.index_path(), data
+            )
             self._index_written = generation
 
     async def _flush_index_forever(self) -> None:
@@ -245,7 +247,9 @@ class JobStore:
             ref = self._refs.get(job_id)
             if ref is not None:
                 ray.cancel(ref, force=True, recursive=True)
-            await self._finish(job_id, records.REVOKED, error="job cancelled at the client's request")
+            await self._finish(
+                job_id, records.REVOKED, error="job cancelled at the client's request"
+            )
         return records.short_state(record)
 
     async def archive(self, job_id: str) -> str | None:
@@ -315,11 +319,15 @@ class JobStore:
     def _resources_for(self, record: dict) -> dict:
         """Ray options for the job's queue; `gpu` work falls back to CPUs on a cluster without GPUs."""
         queue = record["queue"]
-        options = dict(self.settings.queue_resources.get(queue) or self.settings.queue_resources["cpu"])
+        options = dict(
+            self.settings.queue_resources.get(queue) or self.settings.queue_resources["cpu"]
+        )
         cluster = ray.cluster_resources()
         needs_gpu = options.get("num_gpus", 0) > 0
         custom = options.get("resources") or {}
-        if (needs_gpu and cluster.get("GPU", 0) == 0) or any(cluster.get(k, 0) == 0 for k in custom):
+        if (needs_gpu and cluster.get("GPU", 0) == 0) or any(
+            cluster.get(k, 0) == 0 for k in custom
+        ):
             options = dict(self.settings.queue_resources["cpu"])
             note = f"Queue '{queue}' has no matching nodes in this cluster: running on CPU workers"
             if not any(s["info"] == note for s in record["steps"]):
@@ -375,7 +383,11 @@ class JobStore:
             if deadline is not None and time.monotonic() >= deadline:
                 ray.cancel(ref, force=True, recursive=True)
                 limit = record["time_limit"]
-                await self._finish(job_id, records.FAILURE, error=f"time limit of {limit:g} s exceeded (config.time_limit)")
+                await self._finish(
+                    job_id,
+                    records.FAILURE,
+                    error=f"time limit of {limit:g} s exceeded (config.time_limit)",
+                )
                 return
         try:
             outcome = future.result()
@@ -383,20 +395,27 @@ class JobStore:
             await self._crashed(job_id, exc)
             return
         except ray_errors.RayTaskError as exc:
-            await self._finish(job_id, records.FAILURE, error=f"the job's runner failed: {exc}", tb=str(exc))
+            await self._finish(
+                job_id, records.FAILURE, error=f"the job's runner failed: {exc}", tb=str(exc)
+            )
             return
         except Exception as exc:  # e.g. TaskCancelledError from an outside cancel
             await self._finish(job_id, records.FAILURE, error=f"{type(exc).__name__}: {exc}")
             return
         record["outputs"] = outcome.get("outputs", [])
         await self._finish(
-            job_id, outcome["status"], result=outcome.get("result"),
-            error=outcome.get("error"), tb=outcome.get("traceback"),
+            job_id,
+            outcome["status"],
+            result=outcome.get("result"),
+            error=outcome.get("error"),
+            tb=outcome.get("traceback"),
         )
 
     async def _crashed(self, job_id: str, exc: Exception) -> None:
         record = self.jobs[job_id]
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(
+            ": "
+        )
         self._deadlines.pop(job_id, None)
         if record["retry"] < self.settings.max_retries:
             record["retry"] += 1
@@ -405,7 +424,8 @@ class JobStore:
             await self._launch(job_id)
             return
         await self._finish(
-            job_id, records.FAILURE,
+            job_id,
+            records.FAILURE,
             error=f"the worker running this job died and no retries are left: {reason}",
         )
 
@@ -433,7 +453,9 @@ class JobStore:
         self.metrics.jobs_in_progress.labels(process).dec()
         started, stopped = record["time_info"]["started"], record["time_info"]["stopped"]
         if started and stopped:
-            seconds = (datetime.fromisoformat(stopped) - datetime.fromisoformat(started)).total_seconds()
+            seconds = (
+                datetime.fromisoformat(stopped) - datetime.fromisoformat(started)
+            ).total_seconds()
             self.metrics.job_duration.labels(process, status).observe(seconds)
 
     async def _callback(self, job_id: str, url: str) -> None:

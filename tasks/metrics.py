@@ -20,28 +20,47 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
-            "pixyz_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
+            "pixyz_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=r,
         )
         self.http_latency = Histogram(
-            "pixyz_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "pixyz_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
-        self.jobs_submitted = Counter("pixyz_jobs_submitted", "Jobs accepted", ["process"], registry=r)
+        self.jobs_submitted = Counter(
+            "pixyz_jobs_submitted", "Jobs accepted", ["process"], registry=r
+        )
         self.jobs_finished = Counter(
-            "pixyz_jobs_finished", "Jobs that reached a final status", ["process", "status"], registry=r
+            "pixyz_jobs_finished",
+            "Jobs that reached a final status",
+            ["process", "status"],
+            registry=r,
         )
         self.job_duration = Histogram(
-            "pixyz_job_duration_seconds", "Job run time (start to stop)", ["process", "status"],
-            buckets=_JOB_BUCKETS, registry=r,
+            "pixyz_job_duration_seconds",
+            "Job run time (start to stop)",
+            ["process", "status"],
+            buckets=_JOB_BUCKETS,
+            registry=r,
         )
         self.step_duration = Histogram(
-            "pixyz_step_duration_seconds", "Duration of the steps jobs report", ["process"],
-            buckets=_JOB_BUCKETS, registry=r,
+            "pixyz_step_duration_seconds",
+            "Duration of the steps jobs report",
+            ["process"],
+            buckets=_JOB_BUCKETS,
+            registry=r,
         )
         self.jobs_in_progress = Gauge(
             "pixyz_jobs_in_progress", "Jobs accepted and not yet finished", ["process"], registry=r
         )
-        self.job_retries = Counter("pixyz_job_retries", "Jobs re-run after a crash", ["process"], registry=r)
+        self.job_retries = Counter(
+            "pixyz_job_retries", "Jobs re-run after a crash", ["process"], registry=r
+        )
 
     def record_http(self, batch: list[tuple[str, str, int, float]]) -> None:
         for method, route, status, seconds in batch:

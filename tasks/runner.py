@@ -59,7 +59,9 @@ def run_job(spec: dict) -> dict:
     scratch_root = spec.get("scratch_dir") or None
     if scratch_root:
         os.makedirs(scratch_root, exist_ok=True)
-    report("status", {"status": records.RECEIVED, "node_id": ray.get_runtime_context().get_node_id()})
+    report(
+        "status", {"status": records.RECEIVED, "node_id": ray.get_runtime_context().get_node_id()}
+    )
     work = Path(tempfile.mkdtemp(prefix=f"pixyz-{job_id[:8]}-", dir=scratch_root))
     try:
         outcome = _run_in(work, spec, storage, report)
@@ -74,12 +76,23 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
     input_dir, output_dir = work / "inputs", work / "outputs"
     input_dir.mkdir()
     output_dir.mkdir()
-    outcome: dict[str, Any] = {"status": records.FAILURE, "result": None, "error": None, "traceback": None}
+    outcome: dict[str, Any] = {
+        "status": records.FAILURE,
+        "result": None,
+        "error": None,
+        "traceback": None,
+    }
     try:
         started = time.monotonic()
         input_file = _stage_inputs(storage, job_id, input_dir, spec["params"])
         if spec.get("inputs"):
-            report("step", {"info": f"Received {_describe_inputs(input_dir)}", "duration": time.monotonic() - started})
+            report(
+                "step",
+                {
+                    "info": f"Received {_describe_inputs(input_dir)}",
+                    "duration": time.monotonic() - started,
+                },
+            )
         report("status", {"status": records.STARTED})
         pc = ProgramContext(
             job_id=job_id,
@@ -96,7 +109,9 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
             process = ProcessSpec(**spec["process"])
             entry = getattr(load_module(process), spec["entrypoint"], None)
             if entry is None:
-                raise AttributeError(f"process '{process.name}' has no entry function '{spec['entrypoint']}'")
+                raise AttributeError(
+                    f"process '{process.name}' has no entry function '{spec['entrypoint']}'"
+                )
             result = entry(pc, spec["params"])
         outcome["result"] = _json_result(result)
         outcome["status"] = records.SUCCESS
@@ -106,7 +121,13 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
     started = time.monotonic()
     outcome["outputs"] = _upload_outputs(storage, job_id, output_dir)
     if outcome["outputs"]:
-        report("step", {"info": f"Saved {len(outcome['outputs'])} output file(s)", "duration": time.monotonic() - started})
+        report(
+            "step",
+            {
+                "info": f"Saved {len(outcome['outputs'])} output file(s)",
+                "duration": time.monotonic() - started,
+            },
+        )
     return outcome
 
 
@@ -173,7 +194,9 @@ def _json_result(result: Any) -> dict:
     if result is None:
         return {}
     if not isinstance(result, dict):
-        raise TypeError(f"the process returned {type(result).__name__}; it must return a dict (JSON object)")
+        raise TypeError(
+            f"the process returned {type(result).__name__}; it must return a dict (JSON object)"
+        )
     return json.loads(json.dumps(result, default=_json_default))
 
 
@@ -184,7 +207,9 @@ class ScriptError(RuntimeError):
     """A custom script failed; the message carries the script's own error line."""
 
 
-def _run_script(work: Path, spec: dict, storage: Storage, pc: ProgramContext, report: Reporter) -> Any:
+def _run_script(
+    work: Path, spec: dict, storage: Storage, pc: ProgramContext, report: Reporter
+) -> Any:
     script_path = work / "script.py"
     storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
     host_spec = {
@@ -229,7 +254,9 @@ def _run_script(work: Path, spec: dict, storage: Storage, pc: ProgramContext, re
     forwarder.join(timeout=5)
     result_path = Path(host_spec["result_path"])
     if not result_path.exists():
-        raise ScriptError(f"the script process died (exit code {proc.returncode}): {log_tail()[-2000:]}")
+        raise ScriptError(
+            f"the script process died (exit code {proc.returncode}): {log_tail()[-2000:]}"
+        )
     answer = json.loads(result_path.read_text())
     if "error" in answer:
         raise ScriptError(answer["error"] + "\n" + answer.get("traceback", ""))

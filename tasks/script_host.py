@@ -42,7 +42,9 @@ def main(spec_path: str) -> int:
         answer = {"result": result if result is not None else {}}
         text = json.dumps(answer, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
     except BaseException as exc:  # report every failure, SystemExit included, as the job's error
-        text = json.dumps({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        text = json.dumps(
+            {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        )
     Path(spec["result_path"]).write_text(text)
     events.close()
     return 0

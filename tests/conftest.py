@@ -95,7 +95,9 @@ def service(ray_cluster, tmp_path_factory) -> Service:
     serve.run(app_builder(args), name=APP_NAME, route_prefix="/")
     from tasks.settings import Settings
 
-    yield Service(url=f"http://127.0.0.1:{port}", key=API_KEY, storage=storage, settings=Settings(**args))
+    yield Service(
+        url=f"http://127.0.0.1:{port}", key=API_KEY, storage=storage, settings=Settings(**args)
+    )
     serve.shutdown()
 
 
@@ -105,12 +107,24 @@ def client(service) -> httpx.Client:
         yield c
 
 
-def submit(client: httpx.Client, process: str, *, file: Path | None = None, params: dict | None = None,
-           config: dict | None = None, name: str | None = None, script: str | None = None) -> dict:
+def submit(
+    client: httpx.Client,
+    process: str,
+    *,
+    file: Path | None = None,
+    params: dict | None = None,
+    config: dict | None = None,
+    name: str | None = None,
+    script: str | None = None,
+) -> dict:
     """POST /jobs the way PiXYZ API clients do (params/config always sent as JSON text)."""
     import json
 
-    data = {"process": process, "params": json.dumps(params or {}), "config": json.dumps(config or {})}
+    data = {
+        "process": process,
+        "params": json.dumps(params or {}),
+        "config": json.dumps(config or {}),
+    }
     if name:
         data["name"] = name
     files = {}
@@ -144,7 +158,9 @@ def moto_server():
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

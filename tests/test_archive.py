@@ -17,10 +17,15 @@ def make_zip(path, members):
 
 
 def test_a_model_with_its_side_files_unpacks_and_the_root_is_found(tmp_path):
-    archive = make_zip(tmp_path / "m.zip", {
-        "model/chair.obj": "v 0 0 0\n", "model/chair.mtl": "newmtl a\n", "model/tex/wood.jpg": b"\xff\xd8",
-        "__MACOSX/._chair.obj": "junk",
-    })
+    archive = make_zip(
+        tmp_path / "m.zip",
+        {
+            "model/chair.obj": "v 0 0 0\n",
+            "model/chair.mtl": "newmtl a\n",
+            "model/tex/wood.jpg": b"\xff\xd8",
+            "__MACOSX/._chair.obj": "junk",
+        },
+    )
     files = safe_extract(archive, tmp_path / "out")
     assert len(files) == 4
     root = find_root_file(tmp_path / "out", None, ["glb", "gltf", "obj", "stl"])
@@ -31,7 +36,9 @@ def test_a_model_with_its_side_files_unpacks_and_the_root_is_found(tmp_path):
         find_root_file(tmp_path / "out", "other.step", ["obj"])
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/etc/evil", "C:/evil.txt", "..\\evil.txt"])
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "a/../../evil.txt", "/etc/evil", "C:/evil.txt", "..\\evil.txt"]
+)
 def test_members_escaping_the_folder_are_refused(tmp_path, name):
     archive = make_zip(tmp_path / "slip.zip", {name: "x"})
     with pytest.raises(ArchiveError, match="outside"):
@@ -52,7 +59,7 @@ def test_links_in_archives_are_refused(tmp_path):
     zip_path = tmp_path / "links.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         info = zipfile.ZipInfo("model.obj")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(ArchiveError, match="link"):
         safe_extract(zip_path, tmp_path / "out2")
@@ -76,7 +83,7 @@ def test_headers_that_lie_about_sizes_are_refused(tmp_path):
     raw = bytearray(archive.read_bytes())
     # Shrink the declared size in the central directory; the data stays 1000 bytes.
     central = raw.rfind(b"PK\x01\x02")
-    raw[central + 24:central + 28] = (10).to_bytes(4, "little")
+    raw[central + 24 : central + 28] = (10).to_bytes(4, "little")
     archive.write_bytes(bytes(raw))
     with pytest.raises(ArchiveError):
         safe_extract(archive, tmp_path / "out", ArchiveLimits(max_ratio=1.0))

@@ -11,7 +11,12 @@ from serve_app.models import TaskMeta
 router = APIRouter(prefix="/backend", tags=["backend"], dependencies=[Depends(require_key)])
 
 
-@router.get("/get_task_meta/{job_uuid}", response_model=TaskMeta, responses=documented(401, 404, 422), summary="Retrieve metadata for a backend task.")
+@router.get(
+    "/get_task_meta/{job_uuid}",
+    response_model=TaskMeta,
+    responses=documented(401, 404, 422),
+    summary="Retrieve metadata for a backend task.",
+)
 async def get_task_meta(job_uuid: UUID, request: Request) -> TaskMeta:
     meta = await request.app.state.store.call("task_meta", str(job_uuid))
     if meta is None:

@@ -22,12 +22,21 @@ RECEIVED_MAX = 100
 CALLBACK_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"type": "object", "example": {"infos": {"status": "SUCCESS"}}}}},
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "example": {"infos": {"status": "SUCCESS"}}}
+            }
+        },
     }
 }
 
 
-@router.post("/callback", responses=documented(400, 401, 422), openapi_extra=CALLBACK_BODY, summary="Helper endpoint to test callbacks (development only).")
+@router.post(
+    "/callback",
+    responses=documented(400, 401, 422),
+    openapi_extra=CALLBACK_BODY,
+    summary="Helper endpoint to test callbacks (development only).",
+)
 async def callback(request: Request) -> dict:
     raw = await request.body()
     secret = request.app.state.settings.callback_secret
@@ -48,6 +57,10 @@ async def callback(request: Request) -> dict:
     return {"received": True, "signature_valid": signed}
 
 
-@router.get("/callback", dependencies=[Depends(require_key)], summary="The last callbacks this replica received (development only).")
+@router.get(
+    "/callback",
+    dependencies=[Depends(require_key)],
+    summary="The last callbacks this replica received (development only).",
+)
 async def callbacks_received(request: Request) -> dict:
     return {"callbacks": request.app.state.callbacks_received}

@@ -31,13 +31,36 @@ JOB_FORM_SCHEMA = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "process": {"type": "string", "default": "custom", "description": "Process to execute"},
-                        "file": {"type": "string", "format": "binary", "description": "Input file (a model, or a .zip/.tar.gz holding one)"},
-                        "file_url": {"type": "string", "description": "Instead of `file`: the `file_url` from POST /uploads"},
-                        "script": {"type": "string", "format": "binary", "description": "Python script for the `custom` process"},
-                        "params": {"type": "string", "default": "{}", "description": "JSON object handed to the process"},
+                        "process": {
+                            "type": "string",
+                            "default": "custom",
+                            "description": "Process to execute",
+                        },
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Input file (a model, or a .zip/.tar.gz holding one)",
+                        },
+                        "file_url": {
+                            "type": "string",
+                            "description": "Instead of `file`: the `file_url` from POST /uploads",
+                        },
+                        "script": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Python script for the `custom` process",
+                        },
+                        "params": {
+                            "type": "string",
+                            "default": "{}",
+                            "description": "JSON object handed to the process",
+                        },
                         "name": {"type": "string", "description": "A free label for the job"},
-                        "config": {"type": "string", "default": "{}", "description": "JSON object: entrypoint, queue, time_limit, callback_url"},
+                        "config": {
+                            "type": "string",
+                            "default": "{}",
+                            "description": "JSON object: entrypoint, queue, time_limit, callback_url",
+                        },
                     },
                 }
             }
@@ -50,7 +73,12 @@ def _job_id(job_uuid: UUID) -> str:
     return str(job_uuid)
 
 
-@router.get("", response_model=JobList, responses=documented(401), summary="List the statuses of all registered jobs.")
+@router.get(
+    "",
+    response_model=JobList,
+    responses=documented(401),
+    summary="List the statuses of all registered jobs.",
+)
 async def list_jobs(request: Request) -> Response:
     body = await request.app.state.store.call("list_json")
     return Response(content=body, media_type="application/json")
@@ -74,7 +102,9 @@ async def create_job(request: Request) -> JobShort:
         elif field == "script":
             path = storage.job_path(job_id, "script", "script.py")
         else:
-            raise ApiError(400, f"unexpected file in form field '{field}' (files go in 'file' or 'script')")
+            raise ApiError(
+                400, f"unexpected file in form field '{field}' (files go in 'file' or 'script')"
+            )
         return path, storage.open_write(path)
 
     try:
@@ -108,7 +138,10 @@ def _validate(state, job_id: str, form) -> dict:
         if script is None:
             raise ApiError(400, "process 'custom' needs a Python script in the 'script' field")
         if not settings.allow_scripts:
-            raise ApiError(403, "custom scripts are disabled on this server (the operator can enable them with PIXYZ_ALLOW_SCRIPTS=true)")
+            raise ApiError(
+                403,
+                "custom scripts are disabled on this server (the operator can enable them with PIXYZ_ALLOW_SCRIPTS=true)",
+            )
     spec = processes.get(process_name)
     if spec is None:
         known = ", ".join(sorted(processes))
@@ -157,13 +190,20 @@ def _claim_upload(storage, job_id: str, file_url: str) -> str:
         raise ApiError(400, "file_url must be the 'file_url' value returned by POST /uploads")
     source = storage.path(file_url)
     if not storage.exists(source):
-        raise ApiError(400, f"nothing was uploaded to {file_url} (PUT the file to the presigned URL first)")
+        raise ApiError(
+            400, f"nothing was uploaded to {file_url} (PUT the file to the presigned URL first)"
+        )
     filename = file_url.rsplit("/", 1)[1]
     storage.fs.mv(source, storage.job_path(job_id, "inputs", filename))
     return filename
 
 
-@router.get("/{job_uuid}", response_model=JobShort, responses=documented(401, 404, 422), summary="Retrieve the status of a specific job.")
+@router.get(
+    "/{job_uuid}",
+    response_model=JobShort,
+    responses=documented(401, 404, 422),
+    summary="Retrieve the status of a specific job.",
+)
 async def job_status(job_uuid: UUID, request: Request) -> JobShort:
     short = await request.app.state.store.call("get", _job_id(job_uuid))
     if short is None:
@@ -171,17 +211,29 @@ async def job_status(job_uuid: UUID, request: Request) -> JobShort:
     return JobShort(**short)
 
 
-@router.delete("/{job_uuid}", response_model=JobShort, responses=documented(400, 401, 404, 422), summary="Cancel a job (status REVOKED).")
+@router.delete(
+    "/{job_uuid}",
+    response_model=JobShort,
+    responses=documented(400, 401, 404, 422),
+    summary="Cancel a job (status REVOKED).",
+)
 async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
     short = await request.app.state.store.call("cancel", _job_id(job_uuid))
     if short is None:
         raise ApiError(404, f"no job with uuid {job_uuid}")
     if short["status"] not in (records.REVOKED,):
-        raise ApiError(400, f"job {job_uuid} already finished with status {short['status']}; nothing to cancel")
+        raise ApiError(
+            400, f"job {job_uuid} already finished with status {short['status']}; nothing to cancel"
+        )
     return JobShort(**short)
 
 
-@router.get("/{job_uuid}/details", response_model=JobDetails, responses=documented(401, 404, 422), summary="Retrieve detailed information about a specific job.")
+@router.get(
+    "/{job_uuid}/details",
+    response_model=JobDetails,
+    responses=documented(401, 404, 422),
+    summary="Retrieve detailed information about a specific job.",
+)
 async def job_details(job_uuid: UUID, request: Request) -> JobDetails:
     details = await request.app.state.store.call("details", _job_id(job_uuid))
     if details is None:

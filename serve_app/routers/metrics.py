@@ -9,7 +9,12 @@ from serve_app.auth import key_unless_open
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", dependencies=[Depends(key_unless_open)], response_class=Response, summary="Retrieve Prometheus metrics.")
+@router.get(
+    "/metrics",
+    dependencies=[Depends(key_unless_open)],
+    response_class=Response,
+    summary="Retrieve Prometheus metrics.",
+)
 async def metrics(request: Request) -> Response:
     await request.app.state.http_metrics.flush()
     body = await request.app.state.store.call("metrics_text")

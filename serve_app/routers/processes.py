@@ -9,12 +9,22 @@ from serve_app.models import ProcessDoc, ProcessList
 router = APIRouter(prefix="/processes", tags=["processes"], dependencies=[Depends(key_unless_open)])
 
 
-@router.get("", response_model=ProcessList, responses=documented(401), summary="Retrieve the list of all available scheduler processes.")
+@router.get(
+    "",
+    response_model=ProcessList,
+    responses=documented(401),
+    summary="Retrieve the list of all available scheduler processes.",
+)
 async def list_processes(request: Request) -> ProcessList:
     return ProcessList(processes=sorted(request.app.state.processes))
 
 
-@router.get("/{process_name}", response_model=ProcessDoc, responses=documented(401, 404), summary="Retrieve documentation for a specific process.")
+@router.get(
+    "/{process_name}",
+    response_model=ProcessDoc,
+    responses=documented(401, 404),
+    summary="Retrieve documentation for a specific process.",
+)
 async def process_doc(process_name: str, request: Request) -> ProcessDoc:
     spec = request.app.state.processes.get(process_name)
     if spec is None:

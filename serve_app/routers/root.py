@@ -10,6 +10,11 @@ API_VERSION = "1.0.5"
 router = APIRouter(tags=["root"])
 
 
-@router.get("/", response_class=PlainTextResponse, dependencies=[Depends(key_unless_open)], summary="Retrieve the root of the API.")
+@router.get(
+    "/",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(key_unless_open)],
+    summary="Retrieve the root of the API.",
+)
 async def root() -> str:
     return f"Welcome to PiXYZ API v{API_VERSION}!"

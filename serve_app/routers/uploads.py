@@ -18,11 +18,18 @@ router = APIRouter(prefix="/uploads", tags=["uploads"], dependencies=[Depends(re
 EXPIRES_SECONDS = 3600
 
 
-@router.post("", response_model=UploadTicket, responses=documented(400, 401, 422), summary="Get a presigned URL to upload a large input file directly to storage.")
+@router.post(
+    "",
+    response_model=UploadTicket,
+    responses=documented(400, 401, 422),
+    summary="Get a presigned URL to upload a large input file directly to storage.",
+)
 async def create_upload(body: UploadRequest, request: Request) -> UploadTicket:
     storage = request.app.state.storage
     if not storage.can_presign():
-        raise ApiError(400, "this server's storage cannot take direct uploads; send the file in POST /jobs")
+        raise ApiError(
+            400, "this server's storage cannot take direct uploads; send the file in POST /jobs"
+        )
     filename = safe_filename(body.filename)
     upload_id = uuid_lib.uuid4().hex
     key = f"uploads/{upload_id}/{filename}"

@@ -26,13 +26,16 @@ def test_json_that_is_not_an_object_is_400(client, field, value):
     assert "JSON object" in error_of(client.post("/jobs", data=data), 400)
 
 
-@pytest.mark.parametrize("config,word", [
-    ({"queue": "turbo"}, "queue"),
-    ({"time_limit": -1}, "time_limit"),
-    ({"time_limit": "soon"}, "time_limit"),
-    ({"entrypoint": "os.system"}, "entrypoint"),
-    ({"callback_url": "file:///etc/passwd"}, "callback_url"),
-])
+@pytest.mark.parametrize(
+    "config,word",
+    [
+        ({"queue": "turbo"}, "queue"),
+        ({"time_limit": -1}, "time_limit"),
+        ({"time_limit": "soon"}, "time_limit"),
+        ({"entrypoint": "os.system"}, "entrypoint"),
+        ({"callback_url": "file:///etc/passwd"}, "callback_url"),
+    ],
+)
 def test_invalid_config_values_are_400(client, config, word):
     data = {"process": "api_test", "config": json.dumps(config)}
     assert word in error_of(client.post("/jobs", data=data), 400)
@@ -57,12 +60,20 @@ def test_script_without_the_entry_function_is_400(client):
     data = {"process": "custom", "config": json.dumps({"entrypoint": "run"})}
     assert "'run'" in error_of(client.post("/jobs", data=data, files=files), 400)
     files = {"script": ("s.py", b"def main(pc, params)\n")}
-    assert "not valid Python" in error_of(client.post("/jobs", data={"process": "custom"}, files=files), 400)
+    assert "not valid Python" in error_of(
+        client.post("/jobs", data={"process": "custom"}, files=files), 400
+    )
 
 
 def test_malformed_uuid_is_422_and_unknown_job_is_404(client):
-    for path in ("/jobs/123", "/jobs/123/details", "/jobs/123/outputs", "/jobs/123/outputs/archive",
-                 "/jobs/123/outputs/a.glb", "/backend/get_task_meta/123"):
+    for path in (
+        "/jobs/123",
+        "/jobs/123/details",
+        "/jobs/123/outputs",
+        "/jobs/123/outputs/archive",
+        "/jobs/123/outputs/a.glb",
+        "/backend/get_task_meta/123",
+    ):
         error_of(client.get(path), 422)
     unknown = "7f8e0a52-8a5b-4a52-b7a4-1d0d3c1a9f00"
     for path in ("", "/details", "/outputs", "/outputs/archive", "/outputs/a.glb"):
@@ -72,27 +83,40 @@ def test_malformed_uuid_is_422_and_unknown_job_is_404(client):
 
 
 def test_oversize_upload_is_413_and_leaves_nothing_behind(client, service):
-    before = set((service.storage / "jobs").iterdir()) if (service.storage / "jobs").exists() else set()
+    before = (
+        set((service.storage / "jobs").iterdir()) if (service.storage / "jobs").exists() else set()
+    )
     big = b"\0" * (MAX_UPLOAD + 1024)
     response = client.post("/jobs", data={"process": "api_test"}, files={"file": ("big.stl", big)})
     assert "limit" in error_of(response, 413)
 
     def chunks():  # no Content-Length: the cap must hold on the bytes received
         boundary = b"--xyz"
-        yield boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.stl"\r\n\r\n'
+        yield (
+            boundary
+            + b'\r\nContent-Disposition: form-data; name="file"; filename="big.stl"\r\n\r\n'
+        )
         for _ in range(MAX_UPLOAD // (1024 * 1024) + 2):
             yield b"\0" * (1024 * 1024)
         yield b"\r\n" + boundary + b"--\r\n"
 
-    response = client.post("/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"})
+    response = client.post(
+        "/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
     error_of(response, 413)
-    after = set((service.storage / "jobs").iterdir()) if (service.storage / "jobs").exists() else set()
+    after = (
+        set((service.storage / "jobs").iterdir()) if (service.storage / "jobs").exists() else set()
+    )
     assert after == before
 
 
 def test_truncated_multipart_is_400(client):
-    body = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.stl"\r\n\r\nsolid a\n'
-    response = client.post("/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=xyz"})
+    body = (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.stl"\r\n\r\nsolid a\n'
+    )
+    response = client.post(
+        "/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
     assert "truncated" in error_of(response, 400) or "malformed" in error_of(response, 400)
 
 

@@ -29,7 +29,11 @@ def test_unknown_process_doc_is_404_with_the_available_names(client):
 def test_job_routes_need_the_key(service):
     for key, reason in ((None, "missing"), ("wrong-key", "invalid")):
         with service.client(key=key) as c:
-            for method, path in (("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/0b7d6d77-8d67-4a8c-9d3e-111111111111")):
+            for method, path in (
+                ("GET", "/jobs"),
+                ("POST", "/jobs"),
+                ("GET", "/jobs/0b7d6d77-8d67-4a8c-9d3e-111111111111"),
+            ):
                 response = c.request(method, path)
                 assert response.status_code == 401, (method, path, key)
                 assert response.headers["www-authenticate"] == "x-api-key"
@@ -49,19 +53,33 @@ def test_api_test_job_end_to_end(client):
     details = client.get(f"/jobs/{job['uuid']}/details").json()
     assert details["result"] == {"output": "Hello World!", "params": {"answer": 42}}
     assert details["retry"] == 0
-    assert details["time_info"]["request"] <= details["time_info"]["started"] <= details["time_info"]["stopped"]
+    assert (
+        details["time_info"]["request"]
+        <= details["time_info"]["started"]
+        <= details["time_info"]["stopped"]
+    )
     assert details["steps"][-1]["info"] == "Said hello"
     assert job["uuid"] in [j["uuid"] for j in client.get("/jobs").json()["jobs"]]
     meta = client.get(f"/backend/get_task_meta/{job['uuid']}").json()
     assert meta["status"] == "SUCCESS" and meta["task_id"] == job["uuid"]
     assert meta["result"]["output"] == "Hello World!" and meta["date_done"]
-    assert set(meta) == {"status", "result", "traceback", "children", "parent_id", "task_id", "date_done"}
+    assert set(meta) == {
+        "status",
+        "result",
+        "traceback",
+        "children",
+        "parent_id",
+        "task_id",
+        "date_done",
+    }
 
 
 def test_null_config_values_mean_default_and_internal_keys_are_ignored(client):
     from conftest import submit, wait_for
 
-    job = submit(client, "api_test", config={"queue": None, "time_limit": None, "uuid": "x", "shadow": 1})
+    job = submit(
+        client, "api_test", config={"queue": None, "time_limit": None, "uuid": "x", "shadow": 1}
+    )
     assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
     details = client.get(f"/jobs/{job['uuid']}/details").json()
     assert details["queue"] == "cpu"
@@ -73,13 +91,28 @@ def test_openapi_documents_every_route(service):
         schema = anonymous.get("/openapi.json").json()
         assert anonymous.get("/docs").status_code == 200
     paths = schema["paths"]
-    for path in ("/", "/processes", "/processes/{process_name}", "/jobs", "/jobs/{job_uuid}",
-                 "/jobs/{job_uuid}/details", "/jobs/{job_uuid}/outputs", "/jobs/{job_uuid}/outputs/archive",
-                 "/jobs/{job_uuid}/outputs/{file_path}", "/backend/get_task_meta/{job_uuid}",
-                 "/dev/callback", "/metrics", "/uploads"):
+    for path in (
+        "/",
+        "/processes",
+        "/processes/{process_name}",
+        "/jobs",
+        "/jobs/{job_uuid}",
+        "/jobs/{job_uuid}/details",
+        "/jobs/{job_uuid}/outputs",
+        "/jobs/{job_uuid}/outputs/archive",
+        "/jobs/{job_uuid}/outputs/{file_path}",
+        "/backend/get_task_meta/{job_uuid}",
+        "/dev/callback",
+        "/metrics",
+        "/uploads",
+    ):
         assert path in paths, path
-    form = paths["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    form = paths["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"][
+        "properties"
+    ]
     assert {"process", "file", "script", "params", "name", "config"} <= set(form)
     assert schema["info"]["title"] == "PiXYZ API" and schema["info"]["version"] == "1.0.5"
-    assert any(s.get("name") == "x-api-key" for s in schema["components"]["securitySchemes"].values())
+    assert any(
+        s.get("name") == "x-api-key" for s in schema["components"]["securitySchemes"].values()
+    )
     assert API_KEY not in str(schema)

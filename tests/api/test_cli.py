@@ -19,10 +19,28 @@ def _start(storage, port, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env.update(env_extra or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--storage", str(storage), "--num-cpus", "1", "--object-store-mb", "128",
-         "--ray-temp-dir", ray_temp_dir() + "-cli"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "serve_app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage",
+            str(storage),
+            "--num-cpus",
+            "1",
+            "--object-store-mb",
+            "128",
+            "--ray-temp-dir",
+            ray_temp_dir() + "-cli",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines = []
     deadline = time.monotonic() + 120

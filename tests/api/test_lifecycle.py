@@ -8,14 +8,21 @@ from conftest import CALLBACK_SECRET, submit, wait_for
 def test_progress_and_steps_move_while_a_job_runs(client):
     job = submit(client, "sleep", params={"duration": 3})
     seen = set()
-    while (state := client.get(f"/jobs/{job['uuid']}").json())["status"] not in ("SUCCESS", "FAILURE"):
+    while (state := client.get(f"/jobs/{job['uuid']}").json())["status"] not in (
+        "SUCCESS",
+        "FAILURE",
+    ):
         if state["progress"] is not None:
             seen.add(state["progress"])
         time.sleep(0.1)
     assert state["status"] == "SUCCESS"
     assert seen & {33, 67}, f"no intermediate progress seen: {seen}"
     steps = client.get(f"/jobs/{job['uuid']}/details").json()["steps"]
-    assert [s["info"] for s in steps][-3:] == ["Slept 1.0 of 3 s", "Slept 2.0 of 3 s", "Slept 3.0 of 3 s"]
+    assert [s["info"] for s in steps][-3:] == [
+        "Slept 1.0 of 3 s",
+        "Slept 2.0 of 3 s",
+        "Slept 3.0 of 3 s",
+    ]
     assert all(0.5 < s["duration"] < 2.5 for s in steps[-3:])
 
 
@@ -27,7 +34,9 @@ def test_a_failing_process_ends_failure_with_a_readable_reason(client):
     details = client.get(f"/jobs/{job['uuid']}/details").json()
     assert "Traceback" in details["traceback"] and details["retry"] == 0
     meta = client.get(f"/backend/get_task_meta/{job['uuid']}").json()
-    assert meta["status"] == "FAILURE" and "duration must be" in meta["result"] and meta["traceback"]
+    assert (
+        meta["status"] == "FAILURE" and "duration must be" in meta["result"] and meta["traceback"]
+    )
 
 
 def test_time_limit_ends_the_job_with_failure_saying_so(client):
@@ -52,7 +61,9 @@ def test_cancel_revokes_a_running_job_and_frees_its_worker(client):
     again = client.delete(f"/jobs/{job['uuid']}")
     assert again.status_code == 200 and again.json()["status"] == "REVOKED"
     finished = client.delete(f"/jobs/{quick[0]['uuid']}")
-    assert finished.status_code == 400 and "already finished" in finished.json()["detail"]["details"]
+    assert (
+        finished.status_code == 400 and "already finished" in finished.json()["detail"]["details"]
+    )
 
 
 def test_a_crashed_worker_is_retried_and_counted(client):
@@ -66,20 +77,22 @@ def test_a_crashed_worker_is_retried_and_counted(client):
 
 
 def test_custom_script_runs_with_the_program_context(client):
-    script = '''
+    script = """
 def main(pc, params):
     pc.progress_set_total(2)
     pc.progress_next("first")
     pc.progress_next("second")
     return {"queue": pc["queue"], "got": params["x"], "inputs": pc.get_input_dir() != ""}
-'''
+"""
     job = submit(client, "custom", script=script, params={"x": [1, 2]}, config={"queue": "gpu"})
     assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
     details = client.get(f"/jobs/{job['uuid']}/details").json()
     assert details["result"] == {"queue": "gpu", "got": [1, 2], "inputs": True}
     infos = [s["info"] for s in details["steps"]]
     assert infos[-2:] == ["first", "second"]
-    assert any("no matching nodes" in i for i in infos)  # no GPU here: ran on CPU workers, and says so
+    assert any(
+        "no matching nodes" in i for i in infos
+    )  # no GPU here: ran on CPU workers, and says so
 
 
 def test_custom_script_errors_are_reported_readably(client):
@@ -94,7 +107,9 @@ def test_custom_script_sees_no_service_secrets(client):
     job = submit(client, "custom", script=script)
     assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
     env = client.get(f"/jobs/{job['uuid']}/details").json()["result"]["env"]
-    assert not [k for k in env if k.startswith(("PIXYZ_", "AWS_", "RAY_")) and k != "PIXYZ_EVENTS_FD"]
+    assert not [
+        k for k in env if k.startswith(("PIXYZ_", "AWS_", "RAY_")) and k != "PIXYZ_EVENTS_FD"
+    ]
 
 
 def test_signed_callback_is_delivered_when_the_job_ends(client, service):

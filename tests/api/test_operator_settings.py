@@ -18,7 +18,9 @@ def app_with(service):
 
     def make(**overrides):
         settings = Settings.model_validate({**service.settings.model_dump(), **overrides})
-        return TestClient(build_app(settings, StoreClient(settings)), headers={"x-api-key": API_KEY})
+        return TestClient(
+            build_app(settings, StoreClient(settings)), headers={"x-api-key": API_KEY}
+        )
 
     return make
 

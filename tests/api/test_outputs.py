@@ -7,7 +7,7 @@ import pytest
 
 from conftest import submit, wait_for
 
-WRITER = '''
+WRITER = """
 import os
 def main(pc, params):
     with open(pc.get_output_dir("model.bin"), "wb") as f:
@@ -18,7 +18,7 @@ def main(pc, params):
     with open(pc.get_input_file(), "rb") as f:
         size = len(f.read())
     return {"input_size": size}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +81,19 @@ def test_archive_of_an_unfinished_job_is_425(client):
     client.delete(f"/jobs/{job['uuid']}")
 
 
-@pytest.mark.parametrize("path,codes", [
-    ("../state.json", {400, 404}),
-    ("..%2Fstate.json", {400, 404}),
-    ("%2E%2E/%2E%2E/index.json", {400, 404}),
-    ("views/../../state.json", {400, 404}),
-    ("%2Fetc%2Fpasswd", {400, 404}),
-    ("views/..%5C..%5Cstate.json", {400, 404}),
-    ("passwd", {404}),
-    ("missing.glb", {404}),
-])
+@pytest.mark.parametrize(
+    "path,codes",
+    [
+        ("../state.json", {400, 404}),
+        ("..%2Fstate.json", {400, 404}),
+        ("%2E%2E/%2E%2E/index.json", {400, 404}),
+        ("views/../../state.json", {400, 404}),
+        ("%2Fetc%2Fpasswd", {400, 404}),
+        ("views/..%5C..%5Cstate.json", {400, 404}),
+        ("passwd", {404}),
+        ("missing.glb", {404}),
+    ],
+)
 def test_paths_escaping_the_outputs_are_refused(client, finished_job, path, codes):
     response = client.get(f"/jobs/{finished_job}/outputs/{path}")
     assert response.status_code in codes, (path, response.status_code)

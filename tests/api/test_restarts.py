@@ -44,7 +44,9 @@ def test_a_job_store_killed_for_good_is_recreated_from_storage(client, service):
 def test_killing_the_serve_replica_leaves_jobs_running(client, service):
     job = submit(client, "sleep", params={"duration": 3})
     wait_for(client, job["uuid"], statuses=("RUNNING",))
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "PixyzIngress" in a["name"]]
+    replicas = [
+        a for a in ray.util.list_named_actors(all_namespaces=True) if "PixyzIngress" in a["name"]
+    ]
     assert replicas, "no Serve replica found"
     for actor in replicas:
         ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)

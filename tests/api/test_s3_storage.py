@@ -40,13 +40,13 @@ def s3_client(s3_service):
         yield c
 
 
-SCRIPT = '''
+SCRIPT = """
 def main(pc, params):
     data = open(pc.get_input_file(), "rb").read()
     with open(pc.get_output_dir("out/reversed.bin"), "wb") as f:
         f.write(data[::-1])
     return {"size": len(data)}
-'''
+"""
 
 
 def test_jobs_inputs_outputs_and_state_live_in_the_bucket(s3_client, s3_service, tmp_path):
