@@ -358,8 +358,7 @@ class JobStore:
                 "attempt": record["attempt"],
             },
             "storage": self.storage,
-            "store_name": self.settings.store_name,
-            "namespace": self.settings.namespace,
+            "store": ray.get_runtime_context().current_actor,
             "scratch_dir": self.settings.scratch_dir,
         }
         options = self._resources_for(record)

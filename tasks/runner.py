@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 class Reporter:
     """Sends a job's progress events to the JobStore, in order, without waiting."""
 
-    def __init__(self, store_name: str, namespace: str, job_id: str, attempt: int):
-        self.store = ray.get_actor(store_name, namespace=namespace)
+    def __init__(self, store, job_id: str, attempt: int):
+        self.store = store
         self.job_id, self.attempt = job_id, attempt
         self._last = None
         self._lock = threading.Lock()
@@ -55,7 +55,7 @@ def run_job(spec: dict) -> dict:
     """Run one attempt of a job. Returns {"status", "result", "outputs", "error", "traceback"}."""
     storage: Storage = spec["storage"]
     job_id = spec["job_id"]
-    report = Reporter(spec["store_name"], spec["namespace"], job_id, spec["attempt"])
+    report = Reporter(spec["store"], job_id, spec["attempt"])
     scratch_root = spec.get("scratch_dir") or None
     if scratch_root:
         os.makedirs(scratch_root, exist_ok=True)
