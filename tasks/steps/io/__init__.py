@@ -1,0 +1,118 @@
+"""Import and export: a file becomes a `Scene` and a `Scene` becomes files, chosen by extension.
+
+    from tasks.steps.io import load, save, LoadOptions
+    from tasks.steps.tessellate import TessellateOptions
+
+    scene = load("as1-oc-214.stp", LoadOptions(tessellation=TessellateOptions("high")))
+    written = save(scene, "out/as1.gltf")      # [as1.gltf, as1.bin, ...]
+
+One module per format family (``gltf.py``, ``obj.py``, ``cad.py``, ...); `registry`
+merges their ``READERS``/``WRITERS``. Failures are one-line `ReadError`,
+`WriteError` or `UnsupportedFormatError`; native readers that may crash can be
+run in a child process with `load_isolated`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from tasks.steps.errors import StepError
+from tasks.steps.io.common import describe, read_error, require_geometry, write_error
+from tasks.steps.io.isolate import load_isolated
+from tasks.steps.io.options import LOAD_DEFAULTS, SAVE_DEFAULTS, LoadOptions, SaveOptions
+from tasks.steps.io.registry import reader_for, readers, writer_for, writers
+from tasks.steps.scene import Scene
+
+logger = logging.getLogger(__name__)
+
+
+def load(path: Path | str, options: LoadOptions | None = None) -> Scene:
+    """Read a 3D or CAD file into a `Scene`, choosing the reader by extension (any case).
+
+    ``LoadOptions(tessellation=TessellateOptions("low"))`` gives quick CAD previews,
+    the default ``medium`` is for viewing, ``"very_high"`` for close-up rendering;
+    ``LoadOptions(format="stl")`` reads a file whose extension is wrong or missing.
+    Raises UnsupportedFormatError for an unknown extension and ReadError (naming the
+    file and format) for a missing, corrupt, truncated or empty file. Readers that
+    drop content (KTX2 textures, unresolvable textures) say so in ``scene.warnings``.
+    For untrusted uploads prefer `load_isolated`, which survives reader crashes.
+    """
+    options = options or LOAD_DEFAULTS
+    path = Path(path)
+    # 1. pick the reader
+    extension, reader = reader_for(path, options.format)
+    if not path.is_file():
+        raise read_error(path, extension, "file not found")
+    # 2. read, turning library exceptions into one-line errors
+    started = time.perf_counter()
+    try:
+        scene = reader(path, options)
+    except StepError:
+        raise
+    except (Exception, MemoryError) as exc:
+        raise read_error(path, extension, describe(exc)) from exc
+    # 3. an empty result is a failure the user must hear about
+    scene.source_name = path.name
+    scene.source_format = extension
+    require_geometry(scene, path, extension)
+    logger.debug(
+        "read %s as %s: %d triangles, %d warnings in %.2fs",
+        path.name,
+        extension,
+        scene.triangle_count,
+        len(scene.warnings),
+        time.perf_counter() - started,
+    )
+    return scene
+
+
+def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> list[Path]:
+    """Write a `Scene` to a file chosen by extension and return every file written.
+
+    Multi-file formats return all their parts: ``.gltf`` + ``.bin`` + textures,
+    ``.obj`` + ``.mtl`` + images. ``SaveOptions(draco=True)`` compresses GLB/glTF;
+    FBX needs ``SaveOptions(blender_executable=...)``. The parent folder is created.
+    Raises UnsupportedFormatError or WriteError (naming the file and format).
+    """
+    options = options or SAVE_DEFAULTS
+    path = Path(path)
+    # 1. pick the writer
+    extension, writer = writer_for(path, options.format)
+    if not scene.trimesh_scene.geometry:
+        raise write_error(path, extension, "the scene has no geometry")
+    # 2. write, turning library exceptions into one-line errors
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        written = writer(scene, path, options)
+    except StepError:
+        raise
+    except (Exception, MemoryError) as exc:
+        raise write_error(path, extension, describe(exc)) from exc
+    logger.debug(
+        "wrote %s (%d files) in %.2fs", path.name, len(written), time.perf_counter() - started
+    )
+    return written
+
+
+def readable_extensions() -> list[str]:
+    """Extensions `load` understands, lower case without the dot, sorted."""
+    return sorted(readers())
+
+
+def writable_extensions() -> list[str]:
+    """Extensions `save` understands, lower case without the dot, sorted."""
+    return sorted(writers())
+
+
+__all__ = [
+    "LoadOptions",
+    "SaveOptions",
+    "load",
+    "load_isolated",
+    "readable_extensions",
+    "save",
+    "writable_extensions",
+]

@@ -1,0 +1,406 @@
+"""glTF 2.0 in and out (.glb, .gltf): geometry, node tree, PBR materials and textures.
+
+Reading is trimesh's, after this module checked the container and decoded what
+trimesh cannot: EXT_meshopt_compression buffers (meshoptimizer's decoder). Draco
+(KHR_draco_mesh_compression) is decoded by trimesh through DracoPy. KTX2/Basis
+textures are skipped with a warning. Writing a .gltf splits trimesh's GLB into a
+JSON file, one .bin and one image file per texture, as tools expect to find them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from tasks.steps.io.common import LenientResolver, find_file, read_error
+from tasks.steps.io.options import LoadOptions, SaveOptions
+from tasks.steps.scene import Scene
+
+logger = logging.getLogger(__name__)
+
+_GLB_MAGIC = b"glTF"
+_CHUNK_JSON = 0x4E4F534A
+_CHUNK_BIN = 0x004E4942
+_MESHOPT = "EXT_meshopt_compression"
+# extensions whose data this reader turns into plain glTF before trimesh sees it
+_DECODED_HERE = {_MESHOPT}
+_IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+def read_gltf(path: Path, options: LoadOptions) -> Scene:
+    """Read a .glb or .gltf (embedded, external or data-URI buffers) into a Scene."""
+    import trimesh
+
+    extension = path.suffix.lstrip(".").lower() or "gltf"
+    warnings: list[str] = []
+    # 1. open the container ourselves: clear errors for bad headers and missing buffers
+    document, binary = _read_container(path, extension)
+    _check_buffers(document, path, extension)
+    # 2. drop what trimesh cannot show, saying so
+    _skip_unreadable_images(document, path, warnings)
+    # 3. decode meshopt buffers and quantized attributes (trimesh reads neither)
+    decoded = False
+    if _MESHOPT in document.get("extensionsUsed", []) or _normalized_attributes(document):
+        binary = _flatten_buffers(document, binary, path, extension)
+        binary = _dequantize(document, binary)
+        decoded = True
+    # 4. hand trimesh a plain GLB (or the untouched file)
+    resolver = LenientResolver(str(path))
+    if decoded or warnings:
+        loaded = trimesh.load_scene(
+            io.BytesIO(pack_glb(document, binary)), file_type="glb", resolver=resolver
+        )
+    else:
+        with path.open("rb") as handle:
+            loaded = trimesh.load_scene(handle, file_type=extension, resolver=resolver)
+    facts = {}
+    animations = len(document.get("animations", []))
+    if animations:
+        facts["animation_count"] = animations
+    logger.debug(
+        "glTF %s: %d meshes, %d nodes, %d animations",
+        path.name,
+        len(document.get("meshes", [])),
+        len(document.get("nodes", [])),
+        animations,
+    )
+    return Scene(trimesh_scene=loaded, facts=facts, warnings=warnings)
+
+
+def write_glb(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
+    """Write one binary .glb with textures embedded."""
+    path.write_bytes(_export_glb(scene, options))
+    return [path]
+
+
+def write_gltf(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
+    """Write ``name.gltf`` + ``name.bin`` + one image file per texture, side by side."""
+    document, binary = split_glb(_export_glb(scene, options))
+    # 1. move every embedded image into a file of its own
+    written: list[Path] = []
+    moved_views: set[int] = set()
+    for index, image in enumerate(document.get("images", [])):
+        if "bufferView" not in image:
+            continue
+        view = document["bufferViews"][image["bufferView"]]
+        data = _view_bytes(view, binary)
+        suffix = _IMAGE_SUFFIX.get(image.get("mimeType", ""), "png")
+        stem = _safe_name(image.get("name") or f"texture{index}")
+        image_path = path.with_name(f"{path.stem}_{stem}.{suffix}")
+        image_path.write_bytes(data)
+        written.append(image_path)
+        moved_views.add(image.pop("bufferView"))
+        image["uri"] = image_path.name
+    # 2. repack the remaining views into one .bin
+    binary = _drop_views(document, binary, moved_views)
+    bin_path = path.with_suffix(".bin")
+    if binary:
+        document["buffers"] = [{"byteLength": len(binary), "uri": bin_path.name}]
+        bin_path.write_bytes(binary)
+        written.insert(0, bin_path)
+    else:
+        document.pop("buffers", None)
+    path.write_text(json.dumps(document, separators=(",", ":")))
+    return [path, *written]
+
+
+def _export_glb(scene: Scene, options: SaveOptions) -> bytes:
+    from trimesh.exchange.gltf import export_glb
+
+    return export_glb(
+        scene.trimesh_scene,
+        include_normals=options.include_normals,
+        extension_draco=options.draco,
+    )
+
+
+# -- container -------------------------------------------------------------------------
+
+
+def split_glb(data: bytes) -> tuple[dict, bytes]:
+    """(JSON document, binary chunk) of GLB bytes; ValueError with the reason if malformed."""
+    if len(data) < 20 or data[:4] != _GLB_MAGIC:
+        raise ValueError("not a GLB file (missing 'glTF' header)")
+    _, version, length = struct.unpack_from("<4sII", data, 0)
+    if version != 2:
+        raise ValueError(f"glTF version {version} is not supported (only 2.0)")
+    if length > len(data):
+        raise ValueError(f"file is truncated ({len(data)} of {length} bytes)")
+    offset, document, binary = 12, None, b""
+    while offset + 8 <= length:
+        chunk_length, chunk_type = struct.unpack_from("<II", data, offset)
+        chunk = data[offset + 8 : offset + 8 + chunk_length]
+        if len(chunk) != chunk_length:
+            raise ValueError("file is truncated inside a chunk")
+        if chunk_type == _CHUNK_JSON:
+            document = json.loads(chunk.decode("utf-8"))
+        elif chunk_type == _CHUNK_BIN and not binary:
+            binary = bytes(chunk)
+        offset += 8 + chunk_length + (-chunk_length % 4)
+    if document is None:
+        raise ValueError("GLB has no JSON chunk")
+    return document, binary
+
+
+def pack_glb(document: dict, binary: bytes) -> bytes:
+    """GLB bytes from a JSON document and its binary chunk (buffer 0)."""
+    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    binary = binary + b"\0" * (-len(binary) % 4)
+    total = 12 + 8 + len(text) + (8 + len(binary) if binary else 0)
+    parts = [struct.pack("<4sII", _GLB_MAGIC, 2, total), struct.pack("<II", len(text), _CHUNK_JSON)]
+    parts.append(text)
+    if binary:
+        parts += [struct.pack("<II", len(binary), _CHUNK_BIN), binary]
+    return b"".join(parts)
+
+
+def _read_container(path: Path, extension: str) -> tuple[dict, bytes]:
+    data = path.read_bytes()
+    try:
+        if data[:4] == _GLB_MAGIC:
+            return split_glb(data)
+        return json.loads(data.decode("utf-8-sig")), b""
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise read_error(path, extension, f"not a valid glTF file ({exc})") from exc
+
+
+def _check_buffers(document: dict, path: Path, extension: str) -> None:
+    for buffer in document.get("buffers", []):
+        uri = buffer.get("uri")
+        if uri is None or uri.startswith("data:"):
+            continue
+        if _is_meshopt_fallback(buffer):
+            continue
+        if find_file(path.parent, uri) is None:
+            raise read_error(path, extension, f"buffer file '{uri}' is missing")
+
+
+def _is_meshopt_fallback(buffer: dict) -> bool:
+    return bool(buffer.get("extensions", {}).get(_MESHOPT, {}).get("fallback"))
+
+
+def _skip_unreadable_images(document: dict, path: Path, warnings: list[str]) -> None:
+    """Turn KTX2 and missing texture images into warnings; trimesh would drop them silently."""
+    ktx2, missing = [], []
+    for image in document.get("images", []):
+        uri = image.get("uri", "")
+        if image.get("mimeType") == "image/ktx2" or uri.lower().endswith(".ktx2"):
+            ktx2.append(image.get("name") or uri or "embedded")
+        elif uri and not uri.startswith("data:") and find_file(path.parent, uri) is None:
+            missing.append(uri)
+    if ktx2:
+        warnings.append(
+            f"skipped {len(ktx2)} KTX2/Basis texture(s) ({', '.join(ktx2[:3])}): "
+            "KTX2 decoding is not supported; materials keep their base colour"
+        )
+    if missing:
+        warnings.append(f"skipped {len(missing)} missing texture file(s): {', '.join(missing[:3])}")
+        # an image without a source makes trimesh drop it instead of failing
+        for image in document.get("images", []):
+            if image.get("uri") in missing:
+                image.pop("uri")
+
+
+def _buffer_data(document: dict, binary: bytes, index: int, path: Path) -> bytes:
+    buffer = document["buffers"][index]
+    uri = buffer.get("uri")
+    if uri is None:
+        return binary
+    if uri.startswith("data:"):
+        return base64.b64decode(uri.split(",", 1)[1])
+    found = find_file(path.parent, uri)
+    return found.read_bytes() if found else b""
+
+
+def _view_bytes(view: dict, binary: bytes) -> bytes:
+    start = view.get("byteOffset", 0)
+    return binary[start : start + view["byteLength"]]
+
+
+# -- EXT_meshopt_compression -----------------------------------------------------------
+
+
+def _flatten_buffers(document: dict, binary: bytes, path: Path, extension: str) -> bytes:
+    """Copy every buffer view into one binary buffer (buffer 0), decoding meshopt-compressed
+    views on the way, and point the document at it."""
+    meshoptimizer = None
+    if _MESHOPT in document.get("extensionsUsed", []):
+        try:
+            import meshoptimizer
+        except ImportError as exc:
+            raise read_error(
+                path,
+                extension,
+                "the file uses EXT_meshopt_compression and the meshoptimizer package "
+                "is not installed",
+            ) from exc
+    buffers = [
+        _buffer_data(document, binary, i, path) for i in range(len(document.get("buffers", [])))
+    ]
+    packed = bytearray()
+    for view in document.get("bufferViews", []):
+        compressed = view.get("extensions", {}).pop(_MESHOPT, None)
+        if compressed is not None:
+            source = buffers[compressed.get("buffer", 0)]
+            start = compressed.get("byteOffset", 0)
+            data = _meshopt_view(
+                meshoptimizer, compressed, source[start : start + compressed["byteLength"]]
+            )
+        else:
+            data = _view_bytes(view, buffers[view.get("buffer", 0)])
+        if not view.get("extensions"):
+            view.pop("extensions", None)
+        packed += b"\0" * (-len(packed) % 4)
+        view.update(buffer=0, byteOffset=len(packed), byteLength=len(data))
+        packed += data
+    document["buffers"] = [{"byteLength": len(packed)}]
+    for key in ("extensionsUsed", "extensionsRequired"):
+        names = [name for name in document.get(key, []) if name not in _DECODED_HERE]
+        if names:
+            document[key] = names
+        else:
+            document.pop(key, None)
+    logger.debug(
+        "flattened %d buffer views into %d bytes", len(document["bufferViews"]), len(packed)
+    )
+    return bytes(packed)
+
+
+# KHR_mesh_quantization: integer attributes that read as floats in [-1, 1] or [0, 1]
+_NORMALIZED_ATTRIBUTES = ("NORMAL", "TANGENT", "TEXCOORD_")
+_INTEGER_RANGE = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_DTYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2"}
+
+
+def _normalized_attributes(document: dict) -> set[int]:
+    """Accessors of normals, tangents and UVs stored as (normalized) integers."""
+    found = set()
+    for mesh in document.get("meshes", []):
+        for primitive in mesh.get("primitives", []):
+            for name, index in primitive.get("attributes", {}).items():
+                accessor = document["accessors"][index]
+                if (
+                    name.startswith(_NORMALIZED_ATTRIBUTES)
+                    and accessor.get("componentType") in _INTEGER_RANGE
+                    and "bufferView" in accessor
+                ):
+                    found.add(index)
+    return found
+
+
+def _dequantize(document: dict, binary: bytes) -> bytes:
+    """Rewrite integer normals/tangents/UVs as float32 accessors appended to the buffer
+    (trimesh would otherwise read a normal of (127, 0, 0))."""
+    packed = bytearray(binary)
+    for index in sorted(_normalized_attributes(document)):
+        accessor = document["accessors"][index]
+        view = document["bufferViews"][accessor["bufferView"]]
+        width = _COMPONENTS[accessor["type"]]
+        dtype = np.dtype(_DTYPES[accessor["componentType"]])
+        stride = view.get("byteStride", width * dtype.itemsize)
+        start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+        rows = np.lib.stride_tricks.as_strided(
+            np.frombuffer(binary, dtype=np.uint8, offset=start),
+            shape=(accessor["count"], width * dtype.itemsize),
+            strides=(stride, 1),
+        )
+        values = np.ascontiguousarray(rows).view(dtype).reshape(-1, width).astype(np.float32)
+        if accessor.get("normalized"):
+            values = np.maximum(values / _INTEGER_RANGE[accessor["componentType"]], -1.0)
+        packed += b"\0" * (-len(packed) % 4)
+        document["bufferViews"].append(
+            {"buffer": 0, "byteOffset": len(packed), "byteLength": values.nbytes}
+        )
+        packed += values.tobytes()
+        accessor.update(
+            bufferView=len(document["bufferViews"]) - 1, byteOffset=0, componentType=5126
+        )
+        for key in ("normalized", "min", "max"):
+            accessor.pop(key, None)
+    if document.get("buffers"):
+        document["buffers"][0]["byteLength"] = len(packed)
+    return bytes(packed)
+
+
+def _meshopt_view(meshoptimizer, spec: dict, data: bytes) -> bytes:
+    count, stride = spec["count"], spec["byteStride"]
+    mode = spec.get("mode", "ATTRIBUTES")
+    if mode == "ATTRIBUTES":
+        decoded = meshoptimizer.decode_vertex_buffer(count, stride, data).view(np.uint8).reshape(-1)
+    elif mode in ("TRIANGLES", "INDICES"):
+        decode = (
+            meshoptimizer.decode_index_buffer
+            if mode == "TRIANGLES"
+            else meshoptimizer.decode_index_sequence
+        )
+        indices = decode(count, stride, data)
+        return indices.astype(np.uint16 if stride == 2 else np.uint32).tobytes()
+    else:
+        raise ValueError(f"unknown EXT_meshopt_compression mode '{mode}'")
+    filters = {
+        "OCTAHEDRAL": meshoptimizer.decode_filter_oct,
+        "QUATERNION": meshoptimizer.decode_filter_quat,
+        "EXPONENTIAL": meshoptimizer.decode_filter_exp,
+    }
+    name = spec.get("filter", "NONE")
+    if name != "NONE":
+        if name not in filters:
+            raise ValueError(f"unknown EXT_meshopt_compression filter '{name}'")
+        decoded = filters[name](decoded, count, stride)
+    return np.ascontiguousarray(decoded).tobytes()
+
+
+# -- writing helpers -------------------------------------------------------------------
+
+
+def _drop_views(document: dict, binary: bytes, dropped: set[int]) -> bytes:
+    """Remove buffer views (now external image files) and repack the rest contiguously."""
+    if not dropped:
+        return binary
+    views = document.get("bufferViews", [])
+    remap, kept, packed = {}, [], bytearray()
+    for index, view in enumerate(views):
+        if index in dropped:
+            continue
+        data = _view_bytes(view, binary)
+        packed += b"\0" * (-len(packed) % 4)
+        view.update(buffer=0, byteOffset=len(packed))
+        packed += data
+        remap[index] = len(kept)
+        kept.append(view)
+    document["bufferViews"] = kept
+    for accessor in document.get("accessors", []):
+        if "bufferView" in accessor:
+            accessor["bufferView"] = remap[accessor["bufferView"]]
+        for part in ("indices", "values"):
+            sparse = accessor.get("sparse", {}).get(part)
+            if sparse:
+                sparse["bufferView"] = remap[sparse["bufferView"]]
+    for image in document.get("images", []):
+        if "bufferView" in image:
+            image["bufferView"] = remap[image["bufferView"]]
+    for mesh in document.get("meshes", []):
+        for primitive in mesh.get("primitives", []):
+            draco = primitive.get("extensions", {}).get("KHR_draco_mesh_compression")
+            if draco:
+                draco["bufferView"] = remap[draco["bufferView"]]
+    if not kept:
+        document.pop("bufferViews")
+    return bytes(packed)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "texture"
+
+
+READERS = {"glb": read_gltf, "gltf": read_gltf}
+WRITERS = {"glb": write_glb, "gltf": write_gltf}

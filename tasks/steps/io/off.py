@@ -1,0 +1,65 @@
+"""OFF (Object File Format) in and out: one ASCII polygon mesh.
+
+The header's vertex and face counts are checked against the file size before
+anything is allocated: a corrupt header can claim hundreds of billions of vertices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.steps.io.common import load_with_trimesh, merged_mesh, read_error
+from tasks.steps.io.options import LoadOptions, SaveOptions
+from tasks.steps.scene import Scene
+
+# the shortest ASCII vertex is "0 0 0\n" and the shortest face "3 0 1 2\n"
+_MIN_VERTEX_BYTES = 6
+_MIN_FACE_BYTES = 8
+
+
+def read_off(path: Path, options: LoadOptions) -> Scene:
+    """Read an ASCII OFF (also COFF/NOFF headers) into a one-mesh Scene."""
+    _check_header(path)
+    return Scene(trimesh_scene=load_with_trimesh(path, "off"))
+
+
+def write_off(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
+    """Write every placed mesh, in world coordinates, as one ASCII OFF."""
+    from trimesh.exchange.off import export_off
+
+    path.write_text(export_off(merged_mesh(scene, path, "off")))
+    return [path]
+
+
+def _check_header(path: Path) -> None:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if b"\0" in head:
+        raise read_error(path, "off", "binary OFF is not supported (only ASCII)")
+    words = [
+        word
+        for line in head.decode("latin-1").splitlines()
+        for word in line.split("#", 1)[0].split()
+    ]
+    if not words or not words[0].upper().endswith("OFF"):
+        raise read_error(path, "off", "missing 'OFF' header")
+    # counts follow the keyword, on its line or the next
+    counts = words[1:4]
+    if len(counts) < 2 or not all(word.lstrip("-").isdigit() for word in counts[:2]):
+        raise read_error(path, "off", "header has no vertex and face counts")
+    vertices, faces = int(counts[0]), int(counts[1])
+    if vertices < 0 or faces < 0:
+        raise read_error(path, "off", "header has negative counts")
+    needed = vertices * _MIN_VERTEX_BYTES + faces * _MIN_FACE_BYTES
+    if needed > size:
+        raise read_error(
+            path,
+            "off",
+            f"header declares {vertices:,} vertices and {faces:,} faces, "
+            f"which cannot fit in a {size:,}-byte file",
+        )
+
+
+READERS = {"off": read_off}
+WRITERS = {"off": write_off}
