@@ -30,6 +30,7 @@ class ProgramContext:
         params: dict,
         info: dict[str, Any],
         report: Report,
+        tasks: Any = None,
     ):
         self.job_id = job_id
         self.params = params
@@ -38,6 +39,7 @@ class ProgramContext:
         self._output_dir = Path(output_dir)
         self._info = dict(info)
         self._report = report
+        self._tasks = tasks
         self._total = 0
         self._done = 0
         self._mark = time.monotonic()
@@ -72,6 +74,15 @@ class ProgramContext:
             raise ValueError(f"output name escapes the output folder: {filename!r}")
         target.parent.mkdir(parents=True, exist_ok=True)
         return str(target)
+
+    @property
+    def tasks(self):
+        """Child Ray tasks on the job's queues (`tasks.subtasks.SubTasks`): submit, gather, run."""
+        if self._tasks is None:
+            raise RuntimeError(
+                "sub-tasks are available to built-in and operator processes, not to custom scripts"
+            )
+        return self._tasks
 
     # -- progress -------------------------------------------------------------------
 

@@ -316,22 +316,33 @@ class JobStore:
 
     # -- running jobs -----------------------------------------------------------------
 
-    def _resources_for(self, record: dict) -> dict:
-        """Ray options for the job's queue; `gpu` work falls back to CPUs on a cluster without GPUs."""
-        queue = record["queue"]
-        options = dict(
-            self.settings.queue_resources.get(queue) or self.settings.queue_resources["cpu"]
-        )
+    def _queue_options(self) -> dict[str, tuple[dict, str | None]]:
+        """Ray options per queue, and a note where a queue falls back to CPU workers.
+
+        A cluster without GPUs (or without `gpuhigh` nodes) runs that queue's work
+        on CPU workers instead of leaving it waiting forever, and says so.
+        """
         cluster = ray.cluster_resources()
-        needs_gpu = options.get("num_gpus", 0) > 0
-        custom = options.get("resources") or {}
-        if (needs_gpu and cluster.get("GPU", 0) == 0) or any(
-            cluster.get(k, 0) == 0 for k in custom
-        ):
-            options = dict(self.settings.queue_resources["cpu"])
-            note = f"Queue '{queue}' has no matching nodes in this cluster: running on CPU workers"
-            if not any(s["info"] == note for s in record["steps"]):
-                self._step(record, note, 0.0)
+        cpu = dict(self.settings.queue_resources["cpu"])
+        queues = {}
+        for queue, wanted in self.settings.queue_resources.items():
+            options = dict(wanted)
+            missing = (options.get("num_gpus", 0) > 0 and cluster.get("GPU", 0) == 0) or any(
+                cluster.get(name, 0) == 0 for name in options.get("resources") or {}
+            )
+            if missing:
+                note = (
+                    f"Queue '{queue}' has no matching nodes in this cluster: running on CPU workers"
+                )
+                queues[queue] = (cpu, note)
+            else:
+                queues[queue] = (options, None)
+        return queues
+
+    def _resources_for(self, record: dict, queues: dict) -> dict:
+        options, note = queues.get(record["queue"]) or queues["cpu"]
+        if note and not any(s["info"] == note for s in record["steps"]):
+            self._step(record, note, 0.0)
         return options
 
     async def _launch(self, job_id: str) -> None:
@@ -361,7 +372,9 @@ class JobStore:
             "store": ray.get_runtime_context().current_actor,
             "scratch_dir": self.settings.scratch_dir,
         }
-        options = self._resources_for(record)
+        queues = self._queue_options()
+        spec["queue_options"] = {name: options for name, (options, _) in queues.items()}
+        options = self._resources_for(record, queues)
         ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **options).remote(spec)
         self._refs[job_id] = ref
         self._changed(job_id)

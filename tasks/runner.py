@@ -28,6 +28,7 @@ from tasks.archive import ArchiveError, find_root_file, is_archive, safe_extract
 from tasks.context import ProgramContext
 from tasks.processes import ProcessSpec, load_module
 from tasks.storage import Storage
+from tasks.subtasks import SubTasks
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
             params=spec["params"],
             info=spec["info"],
             report=report,
+            tasks=SubTasks(spec["queue_options"], spec["info"]["queue"], report),
         )
         if spec["process"]["name"] == "custom":
             result = _run_script(work, spec, storage, pc, report)

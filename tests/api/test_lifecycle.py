@@ -150,3 +150,16 @@ def test_metrics_count_requests_and_jobs(client, service):
     assert 'pixyz_jobs_finished_total{process="api_test",status="SUCCESS"}' in text
     assert 'pixyz_http_requests_total{method="GET",route="/jobs/{job_uuid}",status="200"}' in text
     assert "pixyz_job_duration_seconds_bucket" in text and "pixyz_jobs_in_progress" in text
+
+
+def test_a_process_can_fan_out_child_tasks_that_show_as_children_and_steps(client):
+    job = submit(client, "fan_out", params={"values": [2, 3, 4]})
+    state = wait_for(client, job["uuid"])
+    details = client.get(f"/jobs/{job['uuid']}/details").json()
+    assert state["status"] == "SUCCESS", details
+    assert details["result"] == {"squares": [4, 9, 16], "total": 29}
+    infos = [s["info"] for s in details["steps"]]
+    assert {"square 2", "square 3", "square 4", "sum on the gpu queue"} <= set(infos)
+    meta = client.get(f"/backend/get_task_meta/{job['uuid']}").json()
+    assert len(meta["children"]) == 4
+    assert any("[gpu]" in c["info"] for c in meta["children"])

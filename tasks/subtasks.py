@@ -1,0 +1,81 @@
+"""Fan-out inside a job: child Ray tasks on the job's queues, reported as the job's children.
+
+A process gets this as `pc.tasks`::
+
+    refs = [pc.tasks.submit(make_lod, scene, ratio, info=f"LOD {i}") for i, ratio in enumerate(ratios)]
+    lods = pc.tasks.gather(refs)          # results in submission order
+
+    views = pc.tasks.run(render_views, scene, queue="gpu", info="Rendered 4 views")
+
+Each child runs with its queue's Ray resources (with the same CPU fallback as
+jobs), appears in the job's `children`, and when it finishes becomes a step
+whose duration is the child's own run time. A job that is cancelled or times
+out takes its children with it (the JobStore cancels recursively).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+
+def _timed(fn: Callable, *args, **kwargs) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+_timed_task = ray.remote(_timed)
+
+
+class SubTasks:
+    def __init__(
+        self,
+        queue_options: dict[str, dict],
+        default_queue: str,
+        report: Callable[[str, dict], None],
+    ):
+        self.queue_options = queue_options
+        self.default_queue = default_queue
+        self._report = report
+        self._infos: dict[ray.ObjectRef, str] = {}
+
+    def submit(
+        self, fn: Callable, *args, queue: str | None = None, info: str = "", **kwargs
+    ) -> ray.ObjectRef:
+        """Start `fn(*args, **kwargs)` as a child task on `queue` (default: the job's)."""
+        queue = queue or self.default_queue
+        if queue not in self.queue_options:
+            raise ValueError(f"unknown queue {queue!r}; known: {', '.join(self.queue_options)}")
+        name = info or getattr(fn, "__name__", "task")
+        ref = _timed_task.options(**self.queue_options[queue], name=name[:100]).remote(
+            fn, *args, **kwargs
+        )
+        self._infos[ref] = name
+        self._report("child", {"id": ref.task_id().hex(), "info": f"{name} [{queue}]"})
+        return ref
+
+    def gather(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        """Wait for every child; record a step as each finishes; results in the order given."""
+        results: dict[ray.ObjectRef, Any] = {}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            value, seconds = ray.get(done[0])
+            results[done[0]] = value
+            self._report(
+                "step",
+                {
+                    "info": self._infos.pop(done[0], "sub-task"),
+                    "duration": seconds,
+                    "progress": None,
+                },
+            )
+        return [results[ref] for ref in refs]
+
+    def run(self, fn: Callable, *args, queue: str | None = None, info: str = "", **kwargs) -> Any:
+        """Run one child task and wait for it."""
+        return self.gather([self.submit(fn, *args, queue=queue, info=info, **kwargs)])[0]
