@@ -85,10 +85,10 @@ class JobStore:
     # -- start-up ---------------------------------------------------------------------
 
     def _reload(self) -> list[str]:
-        path = self.storage.index_path()
-        if not self.storage.exists(path):
-            return []
-        for entry in self.storage.read_json(path)["jobs"]:
+        entries = self._read_index()
+        if entries is None:
+            entries = self._rebuild_index()
+        for entry in entries:
             self.index[entry["uuid"]] = entry
         resume = []
         for job_id, entry in self.index.items():
@@ -98,20 +98,48 @@ class JobStore:
             if record is None:
                 continue
             self.jobs[job_id] = record
-            self.index[job_id] = records.index_entry(record)
+            if self.index[job_id] != records.index_entry(record):
+                self.index[job_id] = records.index_entry(record)
+                self._index_gen += 1  # the index lagged behind the job's own state
             if record["status"] not in records.TERMINAL:
                 resume.append(job_id)
-        self._index_gen = self._index_written = 1
         logger.info("JobStore reloaded %d jobs, %d to resume", len(self.index), len(resume))
         return resume
+
+    def _read_index(self) -> list[dict] | None:
+        path = self.storage.index_path()
+        if not self.storage.exists(path):
+            return None
+        try:
+            return self.storage.read_json(path)["jobs"]
+        except (ValueError, KeyError) as exc:
+            logger.error(
+                "job index %s is unreadable (%s); rebuilding it from the job folders", path, exc
+            )
+            return None
+
+    def _rebuild_index(self) -> list[dict]:
+        """Scan every job folder (first start, or a lost index): slow on big stores, done once."""
+        entries = []
+        for job_id in self.storage.list_job_ids():
+            record = self._read_record(job_id)
+            if record is not None:
+                entries.append(records.index_entry(record))
+        entries.sort(key=lambda e: e["request"])
+        if entries:
+            logger.warning("rebuilt the job index from %d job folders", len(entries))
+            self._index_gen = 1  # written by the flusher
+        return entries
 
     def _read_record(self, job_id: str) -> dict | None:
         path = self.storage.job_path(job_id, "state.json")
         try:
             return self.storage.read_json(path)
         except FileNotFoundError:
-            logger.error("job %s is in the index but its state file is missing", job_id)
-            return None
+            logger.error("job %s has no state file (%s); it is skipped", job_id, path)
+        except ValueError as exc:
+            logger.error("job %s has an unreadable state file (%s); it is skipped", job_id, exc)
+        return None
 
     def _ensure_started(self) -> None:
         """Work that needs the event loop: the index flusher and resuming unfinished jobs."""

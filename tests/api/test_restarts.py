@@ -62,3 +62,16 @@ def test_killing_the_serve_replica_leaves_jobs_running(client, service):
         time.sleep(0.5)
     assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
     assert serve.status().applications["pixyz"].status == "RUNNING"
+
+
+def test_a_lost_index_is_rebuilt_from_the_job_folders(client, service):
+    done = submit(client, "api_test", name="survives-index-loss")
+    wait_for(client, done["uuid"])
+    time.sleep(1)  # let the index flusher write
+    index = service.storage / "state" / "index.json"
+    index.write_text("{ torn write")
+    ray.kill(_store(service), no_restart=False)
+    time.sleep(1)
+    listed = {j["uuid"]: j for j in client.get("/jobs").json()["jobs"]}
+    assert listed[done["uuid"]]["status"] == "SUCCESS"
+    assert listed[done["uuid"]]["name"] == "survives-index-loss"
