@@ -50,7 +50,7 @@ def ensure_api_key(settings: Settings) -> str | None:
 def serve_command(args: argparse.Namespace) -> int:
     from ray import serve
 
-    from serve_app.deployment import APP_NAME, app_builder
+    from serve_app.deployment import APP_NAME, app_builder, start_serve
     from serve_app.local_ray import start_local_ray
 
     overrides = {}
@@ -71,7 +71,7 @@ def serve_command(args: argparse.Namespace) -> int:
             temp_dir=args.ray_temp_dir,
             dashboard=args.dashboard,
         )
-    serve.start(http_options={"host": args.host, "port": args.port})
+    start_serve(args.host, args.port)
     serve.run(app_builder(settings.model_dump(mode="json")), name=APP_NAME, route_prefix="/")
 
     url = f"http://{args.host}:{args.port}"

@@ -14,14 +14,17 @@ from tasks.settings import Settings
 
 APP_NAME = "pixyz"
 
+# Per-request access logs cost measurable CPU in the proxy and the replica at
+# hundreds of polls per second; `/metrics` counts every request instead.
+QUIET_LOGS = {"enable_access_log": False, "log_level": "WARNING"}
 
-# Per-request access logs cost measurable CPU at hundreds of polls per second; metrics
-# (GET /metrics) count every request instead.
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0},
-    max_ongoing_requests=200,
-    logging_config={"enable_access_log": False, "log_level": "WARNING"},
-)
+
+def start_serve(host: str, port: int) -> None:
+    """Start Serve's controller and HTTP proxy on `host:port` (quiet logs)."""
+    serve.start(http_options={"host": host, "port": port}, logging_config=QUIET_LOGS)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200, logging_config=QUIET_LOGS)
 @serve.ingress()
 class PixyzIngress:
     """Holds the settings and the JobStore client; the FastAPI app does the rest."""

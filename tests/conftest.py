@@ -77,7 +77,7 @@ def ray_cluster():
 def service(ray_cluster, tmp_path_factory) -> Service:
     from ray import serve
 
-    from serve_app.deployment import APP_NAME, app_builder
+    from serve_app.deployment import APP_NAME, app_builder, start_serve
     from tasks.settings import hash_key
 
     storage = tmp_path_factory.mktemp("storage")
@@ -91,7 +91,7 @@ def service(ray_cluster, tmp_path_factory) -> Service:
         "max_upload_bytes": MAX_UPLOAD,
         "upload_chunk_bytes": 1024 * 1024,
     }
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    start_serve("127.0.0.1", port)
     serve.run(app_builder(args), name=APP_NAME, route_prefix="/")
     from tasks.settings import Settings
 

@@ -116,3 +116,10 @@ def test_openapi_documents_every_route(service):
         s.get("name") == "x-api-key" for s in schema["components"]["securitySchemes"].values()
     )
     assert API_KEY not in str(schema)
+
+
+def test_ray_stays_on_loopback(service):
+    import ray
+
+    addresses = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
+    assert addresses == {"127.0.0.1"}
