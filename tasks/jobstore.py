@@ -15,7 +15,6 @@ steps. Finished jobs come back exactly as they were.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import datetime
@@ -25,6 +24,7 @@ from ray import exceptions as ray_errors
 
 from tasks import callbacks, records
 from tasks.archive_builder import build_archive
+from tasks.checkpoints import JobCheckpoints
 from tasks.metrics import ServiceMetrics
 from tasks.processes import discover
 from tasks.runner import run_job
@@ -41,8 +41,6 @@ CRASHES = (
     ray_errors.ObjectLostError,
     ray_errors.LocalRayletDiedError,
 )
-INDEX_FLUSH_SECONDS = 0.5
-
 run_job_task = ray.remote(run_job)
 
 
@@ -69,88 +67,24 @@ class JobStore:
         self.storage = Storage(self.settings.storage, self.settings.storage_options)
         self.processes = discover(self.settings.process_path, self.settings.allow_scripts)
         self.metrics = ServiceMetrics()
-        self.jobs: dict[str, dict] = {}  # full records, loaded on demand for finished jobs
-        self.index: dict[str, dict] = {}  # uuid -> index entry, in submission order
+        self.checkpoints = JobCheckpoints(self.storage)
+        self.jobs = self.checkpoints.jobs  # uuid -> full record (the same dict)
         self._refs: dict[str, ray.ObjectRef] = {}
         self._deadlines: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._versions: dict[str, int] = {}
-        self._saved: dict[str, int] = {}
-        self._index_gen = 0
-        self._index_written = 0
-        self._list_cache: tuple[int, bytes] | None = None
         self._started = False
-        self._to_resume = self._reload()
+        self._to_resume = self.checkpoints.load()
 
     # -- start-up ---------------------------------------------------------------------
-
-    def _reload(self) -> list[str]:
-        entries = self._read_index()
-        if entries is None:
-            entries = self._rebuild_index()
-        for entry in entries:
-            self.index[entry["uuid"]] = entry
-        resume = []
-        for job_id, entry in self.index.items():
-            if entry["status"] in records.TERMINAL:
-                continue
-            record = self._read_record(job_id)
-            if record is None:
-                continue
-            self.jobs[job_id] = record
-            if self.index[job_id] != records.index_entry(record):
-                self.index[job_id] = records.index_entry(record)
-                self._index_gen += 1  # the index lagged behind the job's own state
-            if record["status"] not in records.TERMINAL:
-                resume.append(job_id)
-        logger.info("JobStore reloaded %d jobs, %d to resume", len(self.index), len(resume))
-        return resume
-
-    def _read_index(self) -> list[dict] | None:
-        path = self.storage.index_path()
-        if not self.storage.exists(path):
-            return None
-        try:
-            return self.storage.read_json(path)["jobs"]
-        except (ValueError, KeyError) as exc:
-            logger.error(
-                "job index %s is unreadable (%s); rebuilding it from the job folders", path, exc
-            )
-            return None
-
-    def _rebuild_index(self) -> list[dict]:
-        """Scan every job folder (first start, or a lost index): slow on big stores, done once."""
-        entries = []
-        for job_id in self.storage.list_job_ids():
-            record = self._read_record(job_id)
-            if record is not None:
-                entries.append(records.index_entry(record))
-        entries.sort(key=lambda e: e["request"])
-        if entries:
-            logger.warning("rebuilt the job index from %d job folders", len(entries))
-            self._index_gen = 1  # written by the flusher
-        return entries
-
-    def _read_record(self, job_id: str) -> dict | None:
-        path = self.storage.job_path(job_id, "state.json")
-        try:
-            return self.storage.read_json(path)
-        except FileNotFoundError:
-            logger.error("job %s has no state file (%s); it is skipped", job_id, path)
-        except ValueError as exc:
-            logger.error("job %s has an unreadable state file (%s); it is skipped", job_id, exc)
-        return None
 
     def _ensure_started(self) -> None:
         """Work that needs the event loop: the index flusher and resuming unfinished jobs."""
         if self._started:
             return
         self._started = True
-        self._index_lock = asyncio.Lock()
-        asyncio.create_task(self._flush_index_forever())
+        asyncio.create_task(self.checkpoints.flush_index_forever())
         for job_id in self._to_resume:
             asyncio.create_task(self._resume(job_id))
-        for entry in self.index.values():
+        for entry in self.checkpoints.index.values():
             if entry["status"] not in records.TERMINAL:
                 self.metrics.jobs_in_progress.labels(entry["process"]).inc()
 
@@ -165,61 +99,7 @@ class JobStore:
     async def ready(self) -> int:
         """Wait until the store is up; returns how many jobs it knows."""
         self._ensure_started()
-        return len(self.index)
-
-    # -- persistence ------------------------------------------------------------------
-
-    def _changed(self, job_id: str) -> None:
-        record = self.jobs[job_id]
-        self._versions[job_id] = self._versions.get(job_id, 0) + 1
-        entry = records.index_entry(record)
-        if self.index.get(job_id) != entry:
-            self.index[job_id] = entry
-            self._index_gen += 1
-
-    async def _persist(self, job_id: str) -> None:
-        """Write the job's latest state; returns once a write at least this new is done."""
-        wanted = self._versions.get(job_id, 0)
-        lock = self._locks.setdefault(job_id, asyncio.Lock())
-        async with lock:
-            if self._saved.get(job_id, -1) >= wanted:
-                return
-            version = self._versions.get(job_id, 0)
-            data = json.dumps(self.jobs[job_id], separators=(",", ":")).encode()
-            path = self.storage.job_path(job_id, "state.json")
-            await asyncio.to_thread(self.storage.write_bytes_atomic, path, data)
-            self._saved[job_id] = version
-
-    async def _write_index(self) -> None:
-        wanted = self._index_gen
-        async with self._index_lock:
-            if self._index_written >= wanted:
-                return
-            generation = self._index_gen
-            data = json.dumps({"version": 1, "jobs": list(self.index.values())}).encode()
-            await asyncio.to_thread(
-                self.storage.write_bytes_atomic, self.storage.index_path(), data
-            )
-            self._index_written = generation
-
-    async def _flush_index_forever(self) -> None:
-        while True:
-            await asyncio.sleep(INDEX_FLUSH_SECONDS)
-            if self._index_written < self._index_gen:
-                try:
-                    await self._write_index()
-                except OSError:
-                    logger.exception("could not write the job index; will retry")
-
-    async def _full_record(self, job_id: str) -> dict | None:
-        if job_id in self.jobs:
-            return self.jobs[job_id]
-        if job_id not in self.index:
-            return None
-        record = await asyncio.to_thread(self._read_record, job_id)
-        if record is not None:
-            self.jobs[job_id] = record
-        return record
+        return len(self.checkpoints.index)
 
     # -- the API's calls --------------------------------------------------------------
 
@@ -227,10 +107,9 @@ class JobStore:
         """Accept a new job (inputs already in storage): persist, index, launch."""
         self._ensure_started()
         job_id = record["uuid"]
-        self.jobs[job_id] = record
-        self._changed(job_id)
-        await self._persist(job_id)
-        await self._write_index()
+        self.checkpoints.add(record)
+        await self.checkpoints.persist(job_id)
+        await self.checkpoints.write_index()
         self.metrics.jobs_submitted.labels(record["process"]).inc()
         self.metrics.jobs_in_progress.labels(record["process"]).inc()
         short = records.short_state(record)
@@ -239,36 +118,33 @@ class JobStore:
 
     async def get(self, job_id: str) -> dict | None:
         self._ensure_started()
-        entry = self.index.get(job_id)
+        entry = self.checkpoints.index.get(job_id)
         return None if entry is None else {k: entry[k] for k in records.SHORT_FIELDS}
 
     async def details(self, job_id: str) -> dict | None:
         self._ensure_started()
-        record = await self._full_record(job_id)
+        record = await self.checkpoints.full_record(job_id)
         return None if record is None else records.details(record)
 
     async def task_meta(self, job_id: str) -> dict | None:
         self._ensure_started()
-        record = await self._full_record(job_id)
+        record = await self.checkpoints.full_record(job_id)
         return None if record is None else records.task_meta(record)
 
     async def outputs(self, job_id: str) -> list[str] | None:
         self._ensure_started()
-        record = await self._full_record(job_id)
+        record = await self.checkpoints.full_record(job_id)
         return None if record is None else list(record["outputs"])
 
     async def list_json(self) -> bytes:
-        """`{"jobs": [short state, ...]}` as JSON bytes, from memory (cached between changes)."""
+        """`{"jobs": [short state, ...]}` as JSON bytes, from memory."""
         self._ensure_started()
-        if self._list_cache is None or self._list_cache[0] != self._index_gen:
-            jobs = [{k: e[k] for k in records.SHORT_FIELDS} for e in self.index.values()]
-            self._list_cache = (self._index_gen, json.dumps({"jobs": jobs}).encode())
-        return self._list_cache[1]
+        return self.checkpoints.list_json()
 
     async def cancel(self, job_id: str) -> dict | None:
         """Revoke a job: its task (and sub-tasks) are killed. Finished jobs are left as they are."""
         self._ensure_started()
-        record = await self._full_record(job_id)
+        record = await self.checkpoints.full_record(job_id)
         if record is None:
             return None
         if record["status"] not in records.TERMINAL:
@@ -283,7 +159,7 @@ class JobStore:
     async def archive(self, job_id: str) -> str | None:
         """State of the outputs archive: `not_finished`, `building` or `ready` (starting a build if needed)."""
         self._ensure_started()
-        record = await self._full_record(job_id)
+        record = await self.checkpoints.full_record(job_id)
         if record is None:
             return None
         if record["status"] not in records.TERMINAL:
@@ -291,7 +167,7 @@ class JobStore:
         if record["archive"] in ("building", "ready"):
             return record["archive"]
         record["archive"] = "building"
-        self._changed(job_id)
+        self.checkpoints.changed(job_id)
         asyncio.create_task(self._build_archive(job_id))
         return "building"
 
@@ -304,8 +180,8 @@ class JobStore:
         except Exception:
             logger.exception("job %s: building the archive failed", job_id)
             record["archive"] = None  # the next request tries again
-        self._changed(job_id)
-        await self._persist(job_id)
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.persist(job_id)
 
     # -- the runner's calls -------------------------------------------------------------
 
@@ -334,8 +210,8 @@ class JobStore:
         else:
             logger.warning("job %s: unknown report kind %r", job_id, kind)
             return False
-        self._changed(job_id)
-        await self._persist(job_id)
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.persist(job_id)
         return True
 
     def _step(self, record: dict, info: str, duration: float) -> None:
@@ -405,8 +281,8 @@ class JobStore:
         options = self._resources_for(record, queues)
         ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **options).remote(spec)
         self._refs[job_id] = ref
-        self._changed(job_id)
-        await self._persist(job_id)
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.persist(job_id)
         asyncio.create_task(self._supervise(job_id, record["attempt"], ref))
 
     async def _supervise(self, job_id: str, attempt: int, ref: ray.ObjectRef) -> None:
@@ -480,8 +356,8 @@ class JobStore:
         record["time_info"]["stopped"] = records.now_iso()
         self._refs.pop(job_id, None)
         self._deadlines.pop(job_id, None)
-        self._changed(job_id)
-        await self._persist(job_id)
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.persist(job_id)
         self._count_finished(record)
         callback_url = record["config"].get("callback_url")
         if callback_url:
@@ -507,8 +383,8 @@ class JobStore:
             attempts=self.settings.callback_attempts,
         )
         record["callback"] = outcome
-        self._changed(job_id)
-        await self._persist(job_id)
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.persist(job_id)
 
     # -- metrics ----------------------------------------------------------------------
 

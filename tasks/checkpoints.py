@@ -1,0 +1,175 @@
+"""Job records in memory and in storage: the JobStore's persistence.
+
+Every change is written through before the caller is answered: the job's
+`state.json` (atomic; concurrent changes to one job coalesce into the newest
+write) and, for new jobs, the compact `state/index.json` (short state of every
+job, so a restart reloads thousands of jobs from one file). Other index
+changes are flushed within half a second; on reload the per-job files of
+unfinished jobs win over the index, so a lagging index loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from tasks import records
+from tasks.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+INDEX_FLUSH_SECONDS = 0.5
+
+
+class JobCheckpoints:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.jobs: dict[str, dict] = {}  # full records; finished jobs are loaded on demand
+        self.index: dict[str, dict] = {}  # uuid -> index entry, in submission order
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._versions: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
+        self._index_gen = 0
+        self._index_written = 0
+        self._index_lock: asyncio.Lock | None = None
+        self._list_cache: tuple[int, bytes] | None = None
+
+    # -- reload -----------------------------------------------------------------------
+
+    def load(self) -> list[str]:
+        """Read the index (or rebuild it) and the records of unfinished jobs; return their ids."""
+        entries = self._read_index()
+        if entries is None:
+            entries = self._rebuild_index()
+        for entry in entries:
+            self.index[entry["uuid"]] = entry
+        unfinished = []
+        for job_id, entry in self.index.items():
+            if entry["status"] in records.TERMINAL:
+                continue
+            record = self._read_record(job_id)
+            if record is None:
+                continue
+            self.jobs[job_id] = record
+            if entry != records.index_entry(record):
+                self.index[job_id] = records.index_entry(record)
+                self._index_gen += 1  # the index lagged behind the job's own state
+            if record["status"] not in records.TERMINAL:
+                unfinished.append(job_id)
+        logger.info("reloaded %d jobs, %d unfinished", len(self.index), len(unfinished))
+        return unfinished
+
+    def _read_index(self) -> list[dict] | None:
+        path = self.storage.index_path()
+        if not self.storage.exists(path):
+            return None
+        try:
+            return self.storage.read_json(path)["jobs"]
+        except (ValueError, KeyError) as exc:
+            logger.error(
+                "job index %s is unreadable (%s); rebuilding it from the job folders", path, exc
+            )
+            return None
+
+    def _rebuild_index(self) -> list[dict]:
+        """Scan every job folder (first start, or a lost index): slow on big stores, done once."""
+        entries = []
+        for job_id in self.storage.list_job_ids():
+            record = self._read_record(job_id)
+            if record is not None:
+                entries.append(records.index_entry(record))
+        entries.sort(key=lambda e: e["request"])
+        if entries:
+            logger.warning("rebuilt the job index from %d job folders", len(entries))
+            self._index_gen = 1  # written by the flusher
+        return entries
+
+    def _read_record(self, job_id: str) -> dict | None:
+        path = self.storage.job_path(job_id, "state.json")
+        try:
+            return self.storage.read_json(path)
+        except FileNotFoundError:
+            logger.error("job %s has no state file (%s); it is skipped", job_id, path)
+        except ValueError as exc:
+            logger.error("job %s has an unreadable state file (%s); it is skipped", job_id, exc)
+        return None
+
+    # -- writes -----------------------------------------------------------------------
+
+    def add(self, record: dict) -> None:
+        self.jobs[record["uuid"]] = record
+        self.changed(record["uuid"])
+
+    def changed(self, job_id: str) -> None:
+        """Note that the record changed (call `persist` to write it)."""
+        self._versions[job_id] = self._versions.get(job_id, 0) + 1
+        entry = records.index_entry(self.jobs[job_id])
+        if self.index.get(job_id) != entry:
+            self.index[job_id] = entry
+            self._index_gen += 1
+
+    async def persist(self, job_id: str) -> None:
+        """Write the job's latest state; returns once a write at least this new is done."""
+        wanted = self._versions.get(job_id, 0)
+        lock = self._locks.setdefault(job_id, asyncio.Lock())
+        async with lock:
+            if self._saved.get(job_id, -1) >= wanted:
+                return
+            version = self._versions.get(job_id, 0)
+            data = json.dumps(self.jobs[job_id], separators=(",", ":")).encode()
+            path = self.storage.job_path(job_id, "state.json")
+            await asyncio.to_thread(self.storage.write_bytes_atomic, path, data)
+            self._saved[job_id] = version
+
+    async def write_index(self) -> None:
+        """Write the index if it changed; concurrent callers share one write."""
+        wanted = self._index_gen
+        if self._index_lock is None:
+            self._index_lock = asyncio.Lock()
+        async with self._index_lock:
+            if self._index_written >= wanted:
+                return
+            generation = self._index_gen
+            data = json.dumps({"version": 1, "jobs": list(self.index.values())}).encode()
+            await asyncio.to_thread(
+                self.storage.write_bytes_atomic, self.storage.index_path(), data
+            )
+            self._index_written = generation
+
+    async def flush_index_forever(self) -> None:
+        while True:
+            await asyncio.sleep(INDEX_FLUSH_SECONDS)
+            if self._index_written < self._index_gen:
+                try:
+                    await self.write_index()
+                except OSError:
+                    logger.exception("could not write the job index; will retry")
+
+    async def forget(self, job_id: str) -> None:
+        """Drop a job from memory, the index and storage (retention)."""
+        self.jobs.pop(job_id, None)
+        if self.index.pop(job_id, None) is not None:
+            self._index_gen += 1
+        for table in (self._locks, self._versions, self._saved):
+            table.pop(job_id, None)
+        await asyncio.to_thread(self.storage.delete, self.storage.job_path(job_id), True)
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def full_record(self, job_id: str) -> dict | None:
+        if job_id in self.jobs:
+            return self.jobs[job_id]
+        if job_id not in self.index:
+            return None
+        record = await asyncio.to_thread(self._read_record, job_id)
+        if record is not None:
+            self.jobs[job_id] = record
+        return record
+
+    def list_json(self) -> bytes:
+        """`{"jobs": [short state, ...]}` as JSON bytes, cached between index changes."""
+        if self._list_cache is None or self._list_cache[0] != self._index_gen:
+            jobs = [{k: e[k] for k in records.SHORT_FIELDS} for e in self.index.values()]
+            self._list_cache = (self._index_gen, json.dumps({"jobs": jobs}).encode())
+        return self._list_cache[1]
