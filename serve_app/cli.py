@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 
+from pixyz_client.cli import add_commands
 from tasks.settings import Settings, hash_key
 from tasks.storage import Storage
 
@@ -88,6 +89,7 @@ def serve_command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    drain(settings)
     print("Stopping: Serve, then the local Ray cluster...", flush=True)
     # A terminal's Ctrl-C also reaches Ray's own processes, and Serve's graceful
     # shutdown then waits on a dead raylet: give it a deadline, then end the cluster.
@@ -99,6 +101,30 @@ def serve_command(args: argparse.Namespace) -> int:
     ray.shutdown()
     print("Stopped.", flush=True)
     return 0
+
+
+def drain(settings: Settings) -> None:
+    """Let running jobs finish (up to `drain_seconds`); the rest resume on the next start."""
+    import ray
+
+    from tasks.jobstore import get_or_create_store
+
+    print(
+        f"Draining: no new jobs; waiting up to {settings.drain_seconds:g} s for running ones...",
+        flush=True,
+    )
+    try:
+        store = get_or_create_store(settings)
+        remaining = ray.get(
+            store.drain.remote(settings.drain_seconds), timeout=settings.drain_seconds + 15
+        )
+    except Exception as exc:  # shutting down regardless; say why draining was cut short
+        print(f"Draining stopped early: {type(exc).__name__}: {exc}", flush=True)
+        return
+    if remaining:
+        print(
+            f"{remaining} job(s) still running: they will run again on the next start", flush=True
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboard", action="store_true", help="local cluster only: start Ray's dashboard"
     )
     serve.set_defaults(func=serve_command)
+    add_commands(parser, commands)  # the client's commands: list, jobs, exec, convert, ...
     return parser
 
 

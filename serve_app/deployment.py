@@ -24,7 +24,9 @@ def start_serve(host: str, port: int) -> None:
     serve.start(http_options={"host": host, "port": port}, logging_config=QUIET_LOGS)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200, logging_config=QUIET_LOGS)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200, logging_config=QUIET_LOGS
+)
 @serve.ingress()
 class PixyzIngress:
     """Holds the settings and the JobStore client; the FastAPI app does the rest."""

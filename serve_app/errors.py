@@ -27,6 +27,7 @@ MESSAGES = {
     422: "Validation Error",
     425: "Too Early",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from collections import deque
+from datetime import UTC, datetime
 
 import ray
 from ray import exceptions as ray_errors
@@ -27,6 +28,7 @@ from tasks.archive_builder import build_archive
 from tasks.checkpoints import JobCheckpoints
 from tasks.metrics import ServiceMetrics
 from tasks.processes import discover
+from tasks.queues import QueueChoice, choose_queues, escalate
 from tasks.runner import run_job
 from tasks.settings import Settings
 from tasks.storage import Storage
@@ -58,6 +60,10 @@ def get_or_create_store(settings: Settings):
     ).remote(settings.model_dump(mode="json"))
 
 
+class Draining(Exception):
+    """The service is shutting down and takes no new jobs."""
+
+
 @ray.remote
 class JobStore:
     """Every job record, checkpointed; the jobs' runner tasks and their supervision."""
@@ -71,6 +77,9 @@ class JobStore:
         self.jobs = self.checkpoints.jobs  # uuid -> full record (the same dict)
         self._refs: dict[str, ray.ObjectRef] = {}
         self._deadlines: dict[str, float] = {}
+        self._slots: dict[str, str] = {}  # running job -> the queue whose slot it holds
+        self._waiting: dict[str, deque[str]] = {}  # queue -> jobs waiting for a slot
+        self._draining = False
         self._started = False
         self._to_resume = self.checkpoints.load()
 
@@ -87,6 +96,8 @@ class JobStore:
         for entry in self.checkpoints.index.values():
             if entry["status"] not in records.TERMINAL:
                 self.metrics.jobs_in_progress.labels(entry["process"]).inc()
+        if self.settings.retention_days > 0:
+            asyncio.create_task(self._sweep_forever())
 
     async def _resume(self, job_id: str) -> None:
         record = self.jobs[job_id]
@@ -106,6 +117,8 @@ class JobStore:
     async def create(self, record: dict) -> dict:
         """Accept a new job (inputs already in storage): persist, index, launch."""
         self._ensure_started()
+        if self._draining:
+            raise Draining("the service is shutting down; submit the job again once it is back")
         job_id = record["uuid"]
         self.checkpoints.add(record)
         await self.checkpoints.persist(job_id)
@@ -220,34 +233,31 @@ class JobStore:
 
     # -- running jobs -----------------------------------------------------------------
 
-    def _queue_options(self) -> dict[str, tuple[dict, str | None]]:
-        """Ray options per queue, and a note where a queue falls back to CPU workers.
+    # -- running jobs -----------------------------------------------------------------
 
-        A cluster without GPUs (or without `gpuhigh` nodes) runs that queue's work
-        on CPU workers instead of leaving it waiting forever, and says so.
-        """
-        cluster = ray.cluster_resources()
-        cpu = dict(self.settings.queue_resources["cpu"])
-        queues = {}
-        for queue, wanted in self.settings.queue_resources.items():
-            options = dict(wanted)
-            missing = (options.get("num_gpus", 0) > 0 and cluster.get("GPU", 0) == 0) or any(
-                cluster.get(name, 0) == 0 for name in options.get("resources") or {}
-            )
-            if missing:
-                note = (
-                    f"Queue '{queue}' has no matching nodes in this cluster: running on CPU workers"
-                )
-                queues[queue] = (cpu, note)
-            else:
-                queues[queue] = (options, None)
-        return queues
+    def _queue_choices(self) -> dict[str, QueueChoice]:
+        allow = self.settings.allow_cpu_fallback
+        return choose_queues(self.settings.queue_resources, ray.cluster_resources(), allow)
 
-    def _resources_for(self, record: dict, queues: dict) -> dict:
-        options, note = queues.get(record["queue"]) or queues["cpu"]
-        if note and not any(s["info"] == note for s in record["steps"]):
-            self._step(record, note, 0.0)
-        return options
+    def _take_slot(self, job_id: str, queue: str) -> bool:
+        """Reserve a running slot on `queue` (False when its concurrency cap is reached)."""
+        if job_id in self._slots:
+            return True
+        cap = self.settings.max_concurrent_jobs.get(queue, 0)
+        if cap and sum(1 for q in self._slots.values() if q == queue) >= cap:
+            return False
+        self._slots[job_id] = queue
+        return True
+
+    def _release_slot(self, job_id: str) -> None:
+        queue = self._slots.pop(job_id, None)
+        waiting = self._waiting.get(queue)
+        while waiting and not self._draining:
+            next_id = waiting.popleft()
+            record = self.jobs.get(next_id)
+            if record is not None and record["status"] not in records.TERMINAL:
+                asyncio.create_task(self._launch(next_id))
+                return
 
     async def _launch(self, job_id: str) -> None:
         record = self.jobs[job_id]
@@ -255,8 +265,20 @@ class JobStore:
             error = f"process '{record['process']}' is no longer available on this server"
             await self._finish(job_id, records.FAILURE, error=error)
             return
-        record["attempt"] += 1
+        choices = self._queue_choices()
+        choice = choices.get(record["queue"]) or choices["cpu"]
+        if not choice.runnable:
+            await self._finish(job_id, records.FAILURE, error=choice.note)
+            return
+        if choice.note and not any(s["info"] == choice.note for s in record["steps"]):
+            self._step(record, choice.note, 0.0)
         record["status"] = records.PENDING if record["retry"] == 0 else records.RETRY
+        if self._draining or not self._take_slot(job_id, record["queue"]):
+            self._waiting.setdefault(record["queue"], deque()).append(job_id)
+            self.checkpoints.changed(job_id)
+            await self.checkpoints.persist(job_id)
+            return
+        record["attempt"] += 1
         spec = {
             "job_id": job_id,
             "attempt": record["attempt"],
@@ -275,11 +297,11 @@ class JobStore:
             "storage": self.storage,
             "store": ray.get_runtime_context().current_actor,
             "scratch_dir": self.settings.scratch_dir,
+            "queue_options": {name: c.options for name, c in choices.items() if c.runnable},
         }
-        queues = self._queue_options()
-        spec["queue_options"] = {name: options for name, (options, _) in queues.items()}
-        options = self._resources_for(record, queues)
-        ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **options).remote(spec)
+        ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **choice.options).remote(
+            spec
+        )
         self._refs[job_id] = ref
         self.checkpoints.changed(job_id)
         await self.checkpoints.persist(job_id)
@@ -336,7 +358,11 @@ class JobStore:
         if record["retry"] < self.settings.max_retries:
             record["retry"] += 1
             self.metrics.job_retries.labels(record["process"]).inc()
-            self._step(record, f"The worker running this job died ({reason}); retrying", 0.0)
+            queue = escalate(record["queue"], self._queue_choices())
+            where = f" on queue '{queue}'" if queue != record["queue"] else ""
+            self._step(record, f"The worker running this job died ({reason}); retrying{where}", 0.0)
+            self._release_slot(job_id)
+            record["queue"] = queue
             await self._launch(job_id)
             return
         await self._finish(
@@ -356,6 +382,7 @@ class JobStore:
         record["time_info"]["stopped"] = records.now_iso()
         self._refs.pop(job_id, None)
         self._deadlines.pop(job_id, None)
+        self._release_slot(job_id)
         self.checkpoints.changed(job_id)
         await self.checkpoints.persist(job_id)
         self._count_finished(record)
@@ -385,6 +412,48 @@ class JobStore:
         record["callback"] = outcome
         self.checkpoints.changed(job_id)
         await self.checkpoints.persist(job_id)
+
+    # -- shutdown and retention ------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:
+        """Take no new jobs, start no waiting ones, and wait up to `timeout` s for running jobs.
+
+        Returns how many are still running; they (and waiting jobs) resume on the next start.
+        """
+        self._draining = True
+        deadline = time.monotonic() + timeout
+        while self._refs and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return len(self._refs)
+
+    async def sweep(self, requested_before: str | None = None) -> int:
+        """Delete finished jobs requested before an ISO time (default: the retention age)."""
+        if requested_before is None:
+            cutoff = time.time() - self.settings.retention_days * 86400
+            requested_before = datetime.fromtimestamp(cutoff, UTC).isoformat()
+        old = [
+            job_id
+            for job_id, entry in self.checkpoints.index.items()
+            if entry["status"] in records.TERMINAL and entry["request"] < requested_before
+        ]
+        for job_id in old:
+            await self.checkpoints.forget(job_id)
+        if old:
+            await self.checkpoints.write_index()
+            logger.info(
+                "retention: deleted %d finished jobs requested before %s",
+                len(old),
+                requested_before,
+            )
+        return len(old)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retention_check_seconds)
+            try:
+                await self.sweep()
+            except OSError:
+                logger.exception("retention sweep failed; will retry")
 
     # -- metrics ----------------------------------------------------------------------
 

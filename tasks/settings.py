@@ -86,6 +86,21 @@ class Settings(BaseSettings):
     )
     """How each `config.queue` maps onto Ray resources (one place for the whole service)."""
 
+    allow_cpu_fallback: bool = True
+    """Run `gpu`/`gpuhigh` work on CPU workers when no node has those resources (else: FAILURE)."""
+
+    max_concurrent_jobs: dict[str, int] = Field(default_factory=dict)
+    """Per-queue cap on running jobs, e.g. `{"gpu": 4}`; further jobs wait as PENDING (absent: no cap)."""
+
+    retention_days: float = 0.0
+    """Delete finished jobs (files and records) this many days after their request; 0 keeps them."""
+
+    retention_check_seconds: float = 3600.0
+    """How often the retention sweep runs."""
+
+    drain_seconds: float = 60.0
+    """On shutdown, how long to let running jobs finish before stopping (unfinished ones resume on restart)."""
+
     num_replicas: int = 1
     """API replicas (Serve deployments)."""
 

@@ -16,6 +16,7 @@ from serve_app.job_request import build_config, parse_json_object
 from serve_app.models import JobDetails, JobList, JobShort
 from serve_app.multipart_stream import stream_form
 from tasks import records
+from tasks.jobstore import Draining
 from tasks.processes import CUSTOM, script_entry_error
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
@@ -87,7 +88,7 @@ async def list_jobs(request: Request) -> Response:
 @router.post(
     "",
     response_model=JobShort,
-    responses=documented(400, 401, 403, 413, 422),
+    responses=documented(400, 401, 403, 413, 422, 503),
     openapi_extra=JOB_FORM_SCHEMA,
     summary="Create a new job.",
 )
@@ -118,7 +119,11 @@ async def create_job(request: Request) -> JobShort:
     except BaseException:
         await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
         raise
-    short = await state.store.call("create", record)
+    try:
+        short = await state.store.call("create", record)
+    except Draining as exc:
+        await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
+        raise ApiError(503, str(exc), {"Retry-After": "30"}) from None
     return JobShort(**short)
 
 

@@ -1,0 +1,57 @@
+"""Queues as Ray resources, in one place: where each queue's work may run, and what happens
+when a cluster has no node for it.
+
+`config.queue` names a queue; `Settings.queue_resources` maps it to Ray task
+options (`cpu` → CPUs, `gpu` → a fraction of a GPU, `gpuhigh` → a custom
+resource that large-GPU nodes advertise). A queue whose resources no node in
+the cluster has either falls back to CPU workers (and the job says so) or, when
+the operator forbids that, fails the job with the reason instead of leaving it
+waiting forever. A job re-run after a crash moves up to `gpuhigh` when such
+nodes exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ESCALATION = {"cpu": "gpuhigh", "gpu": "gpuhigh"}
+
+
+@dataclass(frozen=True)
+class QueueChoice:
+    options: dict
+    """Ray task options (num_cpus, num_gpus, resources) to use for this queue now."""
+    note: str | None = None
+    """Set when the queue's own nodes are missing: what happens instead."""
+    runnable: bool = True
+    """False when the queue has no nodes and CPU fallback is forbidden."""
+
+
+def choose_queues(
+    queue_resources: dict[str, dict], cluster: dict[str, float], allow_cpu_fallback: bool
+) -> dict[str, QueueChoice]:
+    """How each queue runs on a cluster whose total resources are `cluster`."""
+    cpu = dict(queue_resources["cpu"])
+    choices = {}
+    for queue, wanted in queue_resources.items():
+        options = dict(wanted)
+        missing = (options.get("num_gpus", 0) > 0 and cluster.get("GPU", 0) == 0) or any(
+            cluster.get(name, 0) == 0 for name in options.get("resources") or {}
+        )
+        if not missing:
+            choices[queue] = QueueChoice(options)
+        elif allow_cpu_fallback:
+            note = f"Queue '{queue}' has no matching nodes in this cluster: running on CPU workers"
+            choices[queue] = QueueChoice(cpu, note)
+        else:
+            note = f"queue '{queue}' has no matching nodes in this cluster and CPU fallback is disabled (PIXYZ_ALLOW_CPU_FALLBACK=false)"
+            choices[queue] = QueueChoice(options, note, runnable=False)
+    return choices
+
+
+def escalate(queue: str, choices: dict[str, QueueChoice]) -> str:
+    """The queue for a re-run after a crash: `gpuhigh` where such nodes exist, else the same."""
+    target = ESCALATION.get(queue)
+    if target and target in choices and choices[target].note is None:
+        return target
+    return queue

@@ -1,0 +1,99 @@
+"""Operator settings that shape scheduling: concurrency caps, no CPU fallback, retention, drain.
+
+Each test runs its own JobStore actor (own name, own storage) on the session's
+Ray cluster, behind the same FastAPI app the Serve replicas run.
+"""
+
+import time
+
+import pytest
+import ray
+from fastapi.testclient import TestClient
+
+from conftest import API_KEY, TEST_PROCESSES
+
+
+@pytest.fixture()
+def private_service(ray_cluster, tmp_path):
+    from serve_app.app import build_app
+    from serve_app.store_client import StoreClient
+    from tasks.settings import Settings, hash_key
+
+    made = []
+
+    def make(**overrides):
+        settings = Settings(
+            storage=str(tmp_path / f"storage{len(made)}"),
+            api_key_sha256=[hash_key(API_KEY)],
+            store_name=f"store-{tmp_path.name}-{len(made)}",
+            process_path=str(TEST_PROCESSES),
+            **overrides,
+        )
+        store = StoreClient(settings)
+        made.append(store)
+        return TestClient(build_app(settings, store), headers={"x-api-key": API_KEY}), store
+
+    yield make
+    for store in made:
+        ray.kill(store.handle, no_restart=True)
+
+
+def submit(client, process, **params):
+    import json
+
+    response = client.post("/jobs", data={"process": process, "params": json.dumps(params)})
+    assert response.status_code == 200, response.text
+    return response.json()["uuid"]
+
+
+def wait(client, job_id, statuses=("SUCCESS", "FAILURE", "REVOKED"), timeout=60):
+    deadline = time.monotonic() + timeout
+    while (state := client.get(f"/jobs/{job_id}").json())["status"] not in statuses:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    return state
+
+
+def test_a_queue_cap_keeps_extra_jobs_pending_until_a_slot_frees(private_service):
+    client, _ = private_service(max_concurrent_jobs={"cpu": 1})
+    first = submit(client, "sleep", duration=3)
+    second = submit(client, "api_test")
+    wait(client, first, statuses=("STARTED", "RUNNING"))
+    time.sleep(0.5)
+    assert client.get(f"/jobs/{second}").json()["status"] == "PENDING"
+    assert wait(client, second)["status"] == "SUCCESS"
+    details = {j: client.get(f"/jobs/{j}/details").json() for j in (first, second)}
+    assert details[second]["time_info"]["started"] >= details[first]["time_info"]["stopped"]
+
+
+def test_gpu_work_fails_clearly_when_cpu_fallback_is_forbidden(private_service):
+    client, _ = private_service(allow_cpu_fallback=False)
+    response = client.post("/jobs", data={"process": "api_test", "config": '{"queue": "gpu"}'})
+    state = wait(client, response.json()["uuid"])
+    assert state["status"] == "FAILURE"
+    assert "queue 'gpu' has no matching nodes" in state["error"]
+
+
+def test_retention_deletes_old_finished_jobs_and_their_files(private_service, tmp_path):
+    client, store = private_service()
+    old = submit(client, "api_test")
+    wait(client, old)
+    running = submit(client, "sleep", duration=2)
+    deleted = ray.get(store.handle.sweep.remote(requested_before="9999"))
+    assert deleted == 1  # the finished one; never the running one
+    assert client.get(f"/jobs/{old}").status_code == 404
+    assert not (tmp_path / "storage0" / "jobs" / old).exists()
+    assert wait(client, running)["status"] == "SUCCESS"
+
+
+def test_draining_refuses_new_jobs_with_503_and_waits_for_running_ones(private_service):
+    client, store = private_service()
+    running = submit(client, "sleep", duration=2)
+    wait(client, running, statuses=("STARTED", "RUNNING"))
+    remaining = ray.get(store.handle.drain.remote(10))
+    assert remaining == 0
+    assert client.get(f"/jobs/{running}").json()["status"] == "SUCCESS"
+    refused = client.post("/jobs", data={"process": "api_test"})
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "30"
+    assert "shutting down" in refused.json()["detail"]["details"]
