@@ -127,35 +127,33 @@ def _extract_tar(archive: Path, dest: Path, limits: ArchiveLimits, budget: int) 
 
 
 def find_root_file(folder: str | Path, filename: str | None, extensions: list[str]) -> Path:
-    """The model to open among unpacked files: `filename` if given, else the best guess.
+    """The model to open among unpacked files: `filename` when the archive holds it, else a guess.
 
-    The guess prefers, in order, the extensions listed first (scene formats
-    before their side files), then the shallowest path, then the largest file.
+    `params.filename` is also the output name of some processes (convert_file),
+    so a name the archive does not hold falls back to the guess. The guess
+    prefers, in order, the extensions listed first (scene formats before their
+    side files), then the shallowest path, then the largest file.
     """
     folder = Path(folder)
     files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
     if filename:
-        wanted = _safe_member_path(folder, filename)
-        if wanted.is_file():
+        try:
+            wanted = _safe_member_path(folder, filename)
+        except ArchiveError:
+            wanted = None
+        if wanted is not None and wanted.is_file():
             return wanted
         by_name = [p for p in files if p.name == PurePosixPath(filename).name]
         if len(by_name) == 1:
             return by_name[0]
-        raise ArchiveError(f"params.filename {filename!r} is not in the archive")
     ranked = []
     lowered = [e.lower().lstrip(".") for e in extensions]
     for path in files:
         suffixes = [s.lstrip(".") for s in path.name.lower().split(".")[1:]]
         ext = suffixes[-1] if suffixes else ""
         if ext in lowered and not path.name.startswith("."):
-            ranked.append(
-                (
-                    lowered.index(ext),
-                    len(path.relative_to(folder).parts),
-                    -path.stat().st_size,
-                    path,
-                )
-            )
+            depth = len(path.relative_to(folder).parts)
+            ranked.append((lowered.index(ext), depth, -path.stat().st_size, path))
     if not ranked:
         raise ArchiveError("the archive holds no file this service can open (set params.filename)")
     return min(ranked)[3]

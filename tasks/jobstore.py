@@ -293,6 +293,7 @@ class JobStore:
                 "queue": record["queue"],
                 "time_limit": record["time_limit"],
                 "attempt": record["attempt"],
+                "blender_executable": self.settings.blender_executable,
             },
             "storage": self.storage,
             "store": ray.get_runtime_context().current_actor,

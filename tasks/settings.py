@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     drain_seconds: float = 60.0
     """On shutdown, how long to let running jobs finish before stopping (unfinished ones resume on restart)."""
 
+    blender_executable: str = ""
+    """Path of a Blender binary for FBX export (optional; without it FBX export says it is unavailable)."""
+
     num_replicas: int = 1
     """API replicas (Serve deployments)."""
 

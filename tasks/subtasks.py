@@ -64,7 +64,11 @@ class SubTasks:
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            value, seconds = ray.get(done[0])
+            try:
+                value, seconds = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:
+                # Raise the child's own exception, so the job's error reads like the process's.
+                raise (exc.cause or exc) from None
             results[done[0]] = value
             self._report(
                 "step",
