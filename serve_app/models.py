@@ -59,6 +59,9 @@ class JobDetails(JobShort):
     traceback: str | None = None
     warnings: list[str] = []
     children: list[dict[str, Any]] = []
+    node: str | None = Field(
+        default=None, description="Ray node id that ran the job's last attempt"
+    )
     callback: dict[str, Any] | None = Field(
         default=None, description="delivery of config.callback_url, once attempted"
     )

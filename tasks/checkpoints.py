@@ -76,6 +76,9 @@ class JobCheckpoints:
         """Scan every job folder (first start, or a lost index): slow on big stores, done once."""
         entries = []
         for job_id in self.storage.list_job_ids():
+            # A folder without state.json is an upload still arriving or a refused job.
+            if not self.storage.exists(self.storage.job_path(job_id, "state.json")):
+                continue
             record = self._read_record(job_id)
             if record is not None:
                 entries.append(records.index_entry(record))

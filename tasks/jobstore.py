@@ -208,6 +208,7 @@ class JobStore:
             status = payload["status"]
             record["status"] = status
             if status == records.RECEIVED:
+                record["node"] = payload.get("node_id")
                 record["time_info"]["started"] = records.now_iso()
                 self._deadlines[job_id] = time.monotonic() + record["time_limit"]
         elif kind == "step":
@@ -220,6 +221,10 @@ class JobStore:
             record["progress"] = payload["progress"]
         elif kind == "child":
             record["children"].append({"id": payload["id"], "info": payload.get("info", "")})
+        elif kind == "child_done":
+            for child in record["children"]:
+                if child["id"] == payload["id"]:
+                    child.update(node=payload.get("node"), seconds=payload.get("seconds"))
         else:
             logger.warning("job %s: unknown report kind %r", job_id, kind)
             return False
@@ -352,9 +357,8 @@ class JobStore:
 
     async def _crashed(self, job_id: str, exc: Exception) -> None:
         record = self.jobs[job_id]
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(
-            ": "
-        )
+        first_sentence = str(exc).split(". ")[0].splitlines()[0][:200] if str(exc) else ""
+        reason = f"{type(exc).__name__}: {first_sentence}".rstrip(": ")
         self._deadlines.pop(job_id, None)
         if record["retry"] < self.settings.max_retries:
             record["retry"] += 1

@@ -57,6 +57,7 @@ def new_record(
         "result": None,
         "outputs": [],
         "children": [],
+        "node": None,
         "archive": None,
     }
 
@@ -88,6 +89,7 @@ def details(record: dict) -> dict:
         warnings=record.get("warnings", []),
         children=record.get("children", []),
         callback=record.get("callback"),
+        node=record.get("node"),
     )
     return view
 

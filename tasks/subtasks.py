@@ -22,10 +22,10 @@ from typing import Any
 import ray
 
 
-def _timed(fn: Callable, *args, **kwargs) -> tuple[Any, float]:
+def _timed(fn: Callable, *args, **kwargs) -> tuple[Any, float, str]:
     started = time.perf_counter()
     result = fn(*args, **kwargs)
-    return result, time.perf_counter() - started
+    return result, time.perf_counter() - started, ray.get_runtime_context().get_node_id()
 
 
 _timed_task = ray.remote(_timed)
@@ -65,19 +65,16 @@ class SubTasks:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             try:
-                value, seconds = ray.get(done[0])
+                value, seconds, node = ray.get(done[0])
             except ray.exceptions.RayTaskError as exc:
                 # Raise the child's own exception, so the job's error reads like the process's.
                 raise (exc.cause or exc) from None
             results[done[0]] = value
+            info = self._infos.pop(done[0], "sub-task")
             self._report(
-                "step",
-                {
-                    "info": self._infos.pop(done[0], "sub-task"),
-                    "duration": seconds,
-                    "progress": None,
-                },
+                "child_done", {"id": done[0].task_id().hex(), "node": node, "seconds": seconds}
             )
+            self._report("step", {"info": info, "duration": seconds, "progress": None})
         return [results[ref] for ref in refs]
 
     def run(self, fn: Callable, *args, queue: str | None = None, info: str = "", **kwargs) -> Any:
