@@ -54,8 +54,14 @@ class Scene:
 
     def copy(self) -> Scene:
         """A deep copy: steps on the copy leave this scene untouched."""
+        copied = self.trimesh_scene.copy()
+        for name, geometry in self.trimesh_scene.geometry.items():
+            # trimesh's copy empties each mesh's cache, which is where a file's
+            # vertex normals live; without them the copy would shade differently
+            if isinstance(geometry, trimesh.Trimesh):
+                copied.geometry[name] = geometry.copy(include_cache=True)
         return Scene(
-            trimesh_scene=self.trimesh_scene.copy(),
+            trimesh_scene=copied,
             source_name=self.source_name,
             source_format=self.source_format,
             facts=dict(self.facts),
