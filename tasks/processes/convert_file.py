@@ -1,0 +1,49 @@
+"""convert_file: read any supported 3D or CAD file and write it in another format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def main(pc, params):
+    """Convert the uploaded model to another format.
+
+    Send the model as the `file` field (an archive is unpacked and its root model
+    opened: a .zip of an OBJ with its .mtl and textures works). Readable: 3mf, brep,
+    dae, fbx, glb, gltf, iges/igs, obj, off, ply, step/stp, stl, usd/usda/usdc/usdz, zae.
+
+    Params:
+    - `extension` (string, default `"glb"`): output format, one of 3mf, fbx, glb,
+      gltf, obj, off, ply, stl, usd, usda, usdc, usdz (with or without the dot, any
+      case). FBX needs a Blender runtime configured on the server.
+    - `filename` (string, default `"output"`): base name of the output file, 1-100
+      characters among letters, digits, space, `_ . + -`, starting with a letter or
+      digit. A trailing model extension is dropped (`"part.step"` gives `part.glb`).
+
+    Result: `{"output": "<filename>.<extension>", "files": [every file written],
+    "triangles": <placed triangle count>, "warnings": [what was skipped while
+    reading]}`. `files` lists the side files of multi-file formats: `.gltf` comes
+    with a `.bin` and one image per texture, `.obj` with an `.mtl` and its images.
+    """
+    from tasks.processes._shared import describe_scene, load_input, output_extension, output_stem
+    from tasks.steps.io import SaveOptions, save
+    from tasks.steps.io.common import format_name
+
+    extension = output_extension(params.get("extension", "glb"))
+    stem = output_stem(params.get("filename", "output"))
+    pc.progress_set_total(2)
+
+    scene = load_input(pc.get_input_file())
+    pc.progress_next(f"Read {describe_scene(scene)}")
+
+    output_dir = Path(pc.get_output_dir())
+    options = SaveOptions(blender_executable=pc.get("blender_executable") or None)
+    written = save(scene, pc.get_output_dir(f"{stem}.{extension}"), options)
+    files = [Path(p).relative_to(output_dir).as_posix() for p in written]
+    pc.progress_next(f"Wrote {files[0]} as {format_name(extension)} ({len(files)} file(s))")
+    return {
+        "output": files[0],
+        "files": files,
+        "triangles": scene.triangle_count,
+        "warnings": list(scene.warnings),
+    }

@@ -1,0 +1,112 @@
+"""convert_file through the service: upload a model, download it in another format, re-open it."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import trimesh
+
+from conftest import DATA, submit, wait_for
+
+
+def run(client, file, params=None) -> tuple[dict, dict]:
+    job = submit(client, "convert_file", file=file, params=params)
+    state = wait_for(client, job["uuid"])
+    return state, client.get(f"/jobs/{job['uuid']}/details").json()
+
+
+def download(client, job_id, name) -> bytes:
+    response = client.get(f"/jobs/{job_id}/outputs/{name}")
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def test_a_zip_of_obj_mtl_and_texture_becomes_a_textured_glb(client, tmp_path):
+    archive = tmp_path / "fuze.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (DATA / "obj" / "fuze").iterdir():
+            zf.write(path, f"fuze/{path.name}")
+
+    state, details = run(client, archive)
+
+    assert state["status"] == "SUCCESS", details
+    assert details["result"]["output"] == "output.glb"
+    glb = download(client, details["uuid"], "output.glb")
+    mesh = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh")
+    assert len(mesh.faces) == 1000
+    texture = mesh.visual.material.baseColorTexture
+    assert texture is not None and texture.size == (1024, 1024)
+    # the label's colours survive, not a flat grey
+    assert np.asarray(texture.convert("RGB")).std() > 20
+    assert [s["info"] for s in details["steps"]][-3:-1] == [
+        "Read fuze.obj (OBJ): 1 part(s), 1,000 triangles",
+        "Wrote output.glb as glTF (1 file(s))",
+    ]
+
+
+def test_gltf_output_comes_with_its_bin_and_reopens(client, tmp_path):
+    state, details = run(
+        client, DATA / "off" / "Wuson.off", {"extension": ".GLTF", "filename": "wuson.off"}
+    )
+
+    assert state["status"] == "SUCCESS", details
+    result = details["result"]
+    assert result["output"] == "wuson.gltf" and result["files"] == ["wuson.gltf", "wuson.bin"]
+    outputs = client.get(f"/jobs/{details['uuid']}/outputs").json()["outputs"]
+    assert sorted(outputs) == sorted(result["files"])
+    for name in result["files"]:
+        (tmp_path / name).write_bytes(download(client, details["uuid"], name))
+    mesh = trimesh.load(tmp_path / "wuson.gltf", force="mesh")
+    assert len(mesh.faces) == result["triangles"] == 3732
+
+
+@pytest.mark.parametrize(
+    "file,expected",
+    [
+        ("fbx/transparentTest.fbx", "cannot read 'transparentTest.fbx' as FBX: "),
+        ("off/OutOfMemory.off", "cannot read 'OutOfMemory.off' as OFF: "),
+    ],
+)
+def test_a_broken_file_fails_with_a_line_naming_file_and_format(client, file, expected):
+    state, details = run(client, DATA / file)
+
+    assert state["status"] == "FAILURE"
+    assert state["error"].startswith(expected), state["error"]
+    assert "\n" not in state["error"] and "Traceback" not in state["error"]
+
+
+def test_an_unknown_input_format_fails_as_unsupported(client, tmp_path):
+    drawing = tmp_path / "plan.dwg"
+    drawing.write_bytes(b"AC1032" + bytes(100))
+
+    state, _ = run(client, drawing)
+
+    assert state["status"] == "FAILURE"
+    assert state["error"].startswith("unsupported format '.dwg' for 'plan.dwg'; this server reads")
+    assert "step" in state["error"]
+
+
+@pytest.mark.parametrize(
+    "params,expected",
+    [
+        (
+            {"extension": "dwg"},
+            "unsupported format '.dwg' for params.extension; this server writes",
+        ),
+        ({"extension": 3}, "params.extension must be a format name"),
+        ({"filename": "../../etc/x"}, "params.filename must be 1-100 letters"),
+    ],
+)
+def test_bad_params_fail_before_reading_with_the_param_named(client, params, expected):
+    state, details = run(client, DATA / "off" / "Wuson.off", params)
+
+    assert state["status"] == "FAILURE"
+    assert state["error"].startswith(expected), state["error"]
+    assert not any(s["info"].startswith("Read ") for s in details["steps"])
+
+
+def test_the_process_documents_its_params_and_result(client):
+    doc = client.get("/processes/convert_file").json()["doc"]
+    for word in ("`extension`", '"glb"', "`filename`", '"output"', '"files"', "Result"):
+        assert word in doc

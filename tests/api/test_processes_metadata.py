@@ -1,0 +1,91 @@
+"""generate_metadata through the service: the sixteen PiXYZ counts of known models."""
+
+import json
+import math
+
+import pytest
+
+from conftest import DATA, submit, wait_for
+
+SIXTEEN = {
+    "aabb",
+    "part_count",
+    "material_count",
+    "brep_boundary",
+    "brep_body_count",
+    "mesh_boundary",
+    "mesh_edge_count",
+    "mesh_vertex_count",
+    "polygon_count",
+    "animation_count",
+    "variant_count",
+    "pmi_component_count",
+    "annotation_group_count",
+    "annotation_count",
+    "metadata_component_count",
+    "metadata_property_count",
+}
+
+
+def run(client, file, params=None) -> dict:
+    job = submit(client, "generate_metadata", file=file, params=params)
+    wait_for(client, job["uuid"], timeout=90)
+    return client.get(f"/jobs/{job['uuid']}/details").json()
+
+
+@pytest.fixture(scope="module")
+def as1(service):
+    with service.client() as client:
+        details = run(client, DATA / "step" / "as1-oc-214.stp")
+        assert details["status"] == "SUCCESS", details
+        saved = client.get(f"/jobs/{details['uuid']}/outputs/metadata.json").json()
+        return details, saved
+
+
+def test_the_step_assembly_has_18_parts_in_5_colours(as1):
+    details, _ = as1
+    metadata = details["result"]["metadata"]
+    assert SIXTEEN <= set(metadata)
+    assert all(isinstance(metadata[key], int) for key in SIXTEEN - {"aabb"})
+    assert metadata["part_count"] == 18 and metadata["brep_body_count"] == 18
+    assert metadata["material_count"] == 5
+    # closed solids, no PMI, no animation in this AP214 file
+    assert metadata["mesh_boundary"] == 0 and metadata["watertight"] is True
+    for key in ("pmi_component_count", "annotation_count", "animation_count", "variant_count"):
+        assert metadata[key] == 0, key
+    # 200 x 150 x 84 mm
+    assert metadata["bounding_box"]["size"] == pytest.approx([200, 150, 84], abs=0.01)
+    assert metadata["aabb"] == pytest.approx(math.hypot(200, 150, 84), abs=0.01)
+    assert len(metadata["parts"]) == 18
+    assert sum(p["triangles"] for p in metadata["parts"]) == metadata["polygon_count"]
+
+
+def test_metadata_json_is_the_result(as1):
+    details, saved = as1
+    assert saved == details["result"]["metadata"]
+    assert [s["info"] for s in details["steps"]][-2] == "Wrote metadata.json"
+
+
+def test_a_mesh_file_has_its_triangles_and_no_cad_counts(client):
+    details = run(client, DATA / "off" / "Wuson.off", {"parts": False})
+
+    assert details["status"] == "SUCCESS", details
+    metadata = details["result"]["metadata"]
+    assert "parts" not in metadata
+    assert metadata["polygon_count"] == 3732 and metadata["part_count"] == 1
+    assert metadata["mesh_vertex_count"] == 2117  # distinct positions of the file's 3,205
+    assert metadata["brep_body_count"] == metadata["material_count"] == 0
+    assert metadata["mesh_boundary"] > 0 and metadata["watertight"] is False
+
+
+def test_a_bad_parts_flag_fails(client):
+    details = run(client, DATA / "off" / "Wuson.off", {"parts": "yes"})
+    assert details["status"] == "FAILURE"
+    assert details["error"] == "params.parts must be true or false, got 'yes'"
+
+
+def test_a_broken_upload_fails_naming_file_and_format(client):
+    details = run(client, DATA / "off" / "OutOfMemory.off")
+    assert details["status"] == "FAILURE"
+    assert details["error"].startswith("cannot read 'OutOfMemory.off' as OFF: header declares")
+    assert json.dumps(details["error"]).count("\\n") == 0

@@ -1,0 +1,101 @@
+"""optimize and generate_lods through the service: lighter GLBs that re-open with the counts promised."""
+
+import io
+
+import pytest
+import trimesh
+
+from conftest import DATA, submit, wait_for
+
+WUSON = DATA / "off" / "Wuson.off"  # 3,732 triangles; its 3,205 vertices sit on 2,117 positions
+
+
+def run(client, process, file, params=None) -> dict:
+    job = submit(client, process, file=file, params=params)
+    wait_for(client, job["uuid"], timeout=90)
+    return client.get(f"/jobs/{job['uuid']}/details").json()
+
+
+def triangles_of(client, job_id, name) -> int:
+    response = client.get(f"/jobs/{job_id}/outputs/{name}")
+    assert response.status_code == 200, response.text
+    scene = trimesh.load(io.BytesIO(response.content), file_type="glb")
+    return sum(
+        len(scene.geometry[scene.graph[node][1]].faces) for node in scene.graph.nodes_geometry
+    )
+
+
+def test_optimize_halves_the_triangles_by_default(client):
+    details = run(client, "optimize", WUSON)
+
+    assert details["status"] == "SUCCESS", details
+    result = details["result"]
+    assert result["output"] == "optimized.glb" and result["target"] == {"ratio": 0.5}
+    assert result["before"] == {"triangles": 3732, "vertices": 2117}
+    # meshoptimizer stops short of the target where a collapse would cross a seam
+    assert 0.4 * 3732 <= result["after"]["triangles"] <= 0.55 * 3732
+    assert result["after"]["vertices"] < 2117
+    assert triangles_of(client, details["uuid"], "optimized.glb") == result["after"]["triangles"]
+    infos = [s["info"] for s in details["steps"]]
+    assert any(i.startswith("Repaired") for i in infos)
+    assert any(i.startswith("Merged") for i in infos)
+    assert any(i.startswith("Decimated: 3,732 -> ") for i in infos)
+
+
+def test_optimize_fits_a_broken_mesh_to_a_budget(client):
+    # non-manifold, 72 boundary edges, inconsistent winding, 18 pieces
+    details = run(
+        client, "optimize", DATA / "stl" / "Spider_ascii.stl", {"triangles": 600, "filename": "s"}
+    )
+
+    assert details["status"] == "SUCCESS", details
+    result = details["result"]
+    assert result["output"] == "s.glb"
+    assert result["before"]["triangles"] == 1368
+    assert 400 <= result["after"]["triangles"] <= 600
+    assert triangles_of(client, details["uuid"], "s.glb") == result["after"]["triangles"]
+
+
+@pytest.mark.parametrize(
+    "params,expected",
+    [
+        ({"ratio": 0.5, "triangles": 100}, "give only one of params.ratio, params.triangles"),
+        ({"ratio": 0}, "params.ratio must be a number in (0, 1], got 0"),
+        ({"triangles": "many"}, "params.triangles must be an integer between 1 and"),
+        ({"error": 2}, "params.error must be a number in (0, 1], got 2"),
+    ],
+)
+def test_optimize_refuses_bad_targets(client, params, expected):
+    details = run(client, "optimize", WUSON, params)
+    assert details["status"] == "FAILURE" and details["error"].startswith(expected), details
+
+
+def test_lods_are_parallel_children_with_decreasing_triangles(client):
+    details = run(client, "generate_lods", WUSON)
+
+    assert details["status"] == "SUCCESS", details
+    lods = details["result"]["lods"]
+    assert [lod["file"] for lod in lods] == ["lod0.glb", "lod1.glb", "lod2.glb", "lod3.glb"]
+    assert [lod["ratio"] for lod in lods] == [1.0, 0.5, 0.25, 0.1]
+    counts = [lod["triangles"] for lod in lods]
+    assert counts[0] == 3732 and counts == sorted(counts, reverse=True)
+    assert len(set(counts)) == 4 and counts[3] <= 0.1 * 3732
+    for lod in lods:
+        assert triangles_of(client, details["uuid"], lod["file"]) == lod["triangles"]
+    meta = client.get(f"/backend/get_task_meta/{details['uuid']}").json()
+    assert [child["info"] for child in meta["children"]] == [
+        f"LOD {i}: ratio {r} [cpu]" for i, r in enumerate(("1", "0.5", "0.25", "0.1"))
+    ]
+
+
+@pytest.mark.parametrize(
+    "ratios,expected",
+    [
+        ([0.5, 0.8], "params.ratios must be strictly decreasing"),
+        ([1, 0], "params.ratios must be a list of 1 to 10 numbers in (0, 1]"),
+        ("half", "params.ratios must be a list"),
+    ],
+)
+def test_lods_refuse_bad_ratios(client, ratios, expected):
+    details = run(client, "generate_lods", WUSON, {"ratios": ratios})
+    assert details["status"] == "FAILURE" and details["error"].startswith(expected), details
