@@ -61,11 +61,19 @@ def sequential(client, n=100):
     return latencies
 
 
-def burst(url, key, n=300, threads=16):
+def burst(url, key, n=300, threads=16, poll=0.05, fresh_clients=False):
+    """n jobs from `threads` client threads, each keeping one connection (as pipelines do),
+    or with `fresh_clients` a new httpx.Client (new connection, new SSL context) per job."""
+    local = threading.local()
+
     def one(_):
-        with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=120) as c:
-            job_id = submit(c)
-            return wait(c, job_id, poll=0.05)
+        if fresh_clients:
+            with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=120) as c:
+                return wait(c, submit(c), poll=poll)
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=120)
+        job_id = submit(local.client)
+        return wait(local.client, job_id, poll=poll)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -119,7 +127,9 @@ def upload(client, pid, mib=200):
     sampler.start()
     started = time.perf_counter()
     with open(path, "rb") as f:
-        response = client.post("/jobs", data={"process": "api_test"}, files={"file": ("big.stl", f)})
+        response = client.post(
+            "/jobs", data={"process": "api_test"}, files={"file": ("big.stl", f)}
+        )
     elapsed = time.perf_counter() - started
     stop.set()
     sampler.join()
@@ -132,9 +142,22 @@ def start_service(port):
     storage = tempfile.mkdtemp(prefix="pixyz-bench-")
     env = {**os.environ, "PIXYZ_API_KEY": "bench-key", "PIXYZ_MAX_UPLOAD_BYTES": str(1024**3)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app.cli", "serve", "--port", str(port), "--storage", storage,
-         "--ray-temp-dir", tempfile.mkdtemp(prefix="pzb-")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "serve_app.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--storage",
+            storage,
+            "--ray-temp-dir",
+            tempfile.mkdtemp(prefix="pzb-"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     for line in proc.stdout:
         if line.startswith("API key:"):
@@ -147,7 +170,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url")
     parser.add_argument("--key", default="bench-key")
-    parser.add_argument("--pid", type=int, help="service process (for RSS); default: the one started here")
+    parser.add_argument(
+        "--pid", type=int, help="service process (for RSS); default: the one started here"
+    )
     args = parser.parse_args()
 
     proc = None
@@ -159,19 +184,50 @@ def main():
         args.url, args.pid = f"http://127.0.0.1:{port}", proc.pid
     rows = []
     try:
-        with httpx.Client(base_url=args.url, headers={"x-api-key": args.key}, timeout=120) as client:
+        with httpx.Client(
+            base_url=args.url, headers={"x-api-key": args.key}, timeout=120
+        ) as client:
             for _ in range(10):  # warm up workers
                 wait(client, submit(client))
             lat = sequential(client)
-            rows.append(("sequential api_test submit→SUCCESS p50", f"{statistics.median(lat) * 1000:.0f} ms", "≤ 60 ms"))
-            rows.append(("sequential api_test submit→SUCCESS p95", f"{percentile(lat, 95) * 1000:.0f} ms", ""))
-            rows.append(("burst: 300 jobs from 16 threads", f"{burst(args.url, args.key):.1f} jobs/s", "≥ 27 jobs/s"))
+            rows.append(
+                (
+                    "sequential api_test submit→SUCCESS p50",
+                    f"{statistics.median(lat) * 1000:.0f} ms",
+                    "≤ 60 ms",
+                )
+            )
+            rows.append(
+                (
+                    "sequential api_test submit→SUCCESS p95",
+                    f"{percentile(lat, 95) * 1000:.0f} ms",
+                    "",
+                )
+            )
+            rate = burst(args.url, args.key)
+            rows.append(
+                (
+                    "burst: 300 jobs from 16 threads, 50 ms polls",
+                    f"{rate:.1f} jobs/s",
+                    "≥ 27 jobs/s",
+                )
+            )
+            rate = burst(args.url, args.key, fresh_clients=True)
+            rows.append(("  same, a new HTTP client per job", f"{rate:.1f} jobs/s", ""))
             count, times = list_jobs(client)
-            rows.append((f"GET /jobs with {count} jobs p50", f"{statistics.median(times) * 1000:.1f} ms", "≤ 20 ms"))
+            rows.append(
+                (
+                    f"GET /jobs with {count} jobs p50",
+                    f"{statistics.median(times) * 1000:.1f} ms",
+                    "≤ 20 ms",
+                )
+            )
             if args.pid:
                 seconds, growth = upload(client, args.pid)
                 rows.append(("200 MiB upload (multipart through Serve)", f"{seconds:.1f} s", ""))
-                rows.append(("  peak RSS growth of the service tree", f"{growth:.0f} MiB", "≤ 400 MiB"))
+                rows.append(
+                    ("  peak RSS growth of the service tree", f"{growth:.0f} MiB", "≤ 400 MiB")
+                )
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)
