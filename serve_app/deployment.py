@@ -41,6 +41,9 @@ class PixyzIngress:
 
 def app_builder(args: dict | None = None):
     """Serve application from settings (`args` override `PIXYZ_*` environment variables)."""
+    unknown = sorted(set(args or {}) - set(Settings.model_fields))
+    if unknown:  # Settings ignores unknown keys; a typo in a Serve config must not vanish
+        raise ValueError(f"unknown setting(s) in the application args: {', '.join(unknown)}")
     settings = Settings(**(args or {}))
     return PixyzIngress.options(num_replicas=settings.num_replicas).bind(
         settings.model_dump(mode="json")

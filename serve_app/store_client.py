@@ -11,6 +11,7 @@ import logging
 
 from ray import exceptions as ray_errors
 
+from serve_app.errors import ApiError
 from tasks.jobstore import get_or_create_store
 from tasks.settings import Settings
 
@@ -29,3 +30,10 @@ class StoreClient:
             logger.warning("the JobStore actor is gone; creating it again from storage")
             self.handle = get_or_create_store(self.settings)
             return await getattr(self.handle, method).remote(*args)
+
+    async def for_job(self, method: str, job_id) -> object:
+        """Call a per-job method; a job the store does not know is the client's 404."""
+        answer = await self.call(method, str(job_id))
+        if answer is None:
+            raise ApiError(404, f"no job with uuid {job_id}")
+        return answer

@@ -241,8 +241,10 @@ class JobStore:
     # -- running jobs -----------------------------------------------------------------
 
     def _queue_choices(self) -> dict[str, QueueChoice]:
-        allow = self.settings.allow_cpu_fallback
-        return choose_queues(self.settings.queue_resources, ray.cluster_resources(), allow)
+        s = self.settings
+        return choose_queues(
+            s.queue_resources, ray.cluster_resources(), s.allow_cpu_fallback, s.scalable_resources
+        )
 
     def _take_slot(self, job_id: str, queue: str) -> bool:
         """Reserve a running slot on `queue` (False when its concurrency cap is reached)."""

@@ -28,9 +28,19 @@ class QueueChoice:
 
 
 def choose_queues(
-    queue_resources: dict[str, dict], cluster: dict[str, float], allow_cpu_fallback: bool
+    queue_resources: dict[str, dict],
+    cluster: dict[str, float],
+    allow_cpu_fallback: bool,
+    scalable: dict[str, float] | None = None,
 ) -> dict[str, QueueChoice]:
-    """How each queue runs on a cluster whose total resources are `cluster`."""
+    """How each queue runs on a cluster whose total resources are `cluster`.
+
+    `scalable` names resources the autoscaler can add (a GPU node type with
+    min_workers 0): queues needing them wait for that node instead of falling back.
+    """
+    cluster = dict(cluster)
+    for name, amount in (scalable or {}).items():
+        cluster[name] = max(cluster.get(name, 0), amount)
     cpu = dict(queue_resources["cpu"])
     choices = {}
     for queue, wanted in queue_resources.items():

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     )
     """How each `config.queue` maps onto Ray resources (one place for the whole service)."""
 
+    scalable_resources: dict[str, float] = Field(default_factory=dict)
+    """Resources the autoscaler can add though no node has them yet, e.g. `{"GPU": 1, "gpuhigh": 1}`:
+    queues needing them wait for a node to start instead of falling back to CPU workers."""
+
     allow_cpu_fallback: bool = True
     """Run `gpu`/`gpuhigh` work on CPU workers when no node has those resources (else: FAILURE)."""
 

@@ -34,3 +34,9 @@ def test_retries_escalate_to_gpuhigh_only_where_such_nodes_exist():
     assert escalate("cpu", choose_queues(QUEUES, WITH_GPUHIGH, True)) == "gpuhigh"
     assert escalate("gpu", choose_queues(QUEUES, WITH_GPU, True)) == "gpu"
     assert escalate("gpuhigh", choose_queues(QUEUES, WITH_GPUHIGH, True)) == "gpuhigh"
+
+
+def test_resources_the_autoscaler_can_add_are_waited_for_not_replaced():
+    choices = choose_queues(QUEUES, CPU_ONLY, True, scalable={"GPU": 1})
+    assert choices["gpu"].note is None and choices["gpu"].options["num_gpus"] > 0
+    assert "running on CPU workers" in choices["gpuhigh"].note  # not scalable here

@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 
 from serve_app.auth import require_key
-from serve_app.errors import ApiError, documented
+from serve_app.errors import documented
 from serve_app.models import TaskMeta
 
 router = APIRouter(prefix="/backend", tags=["backend"], dependencies=[Depends(require_key)])
@@ -18,7 +18,4 @@ router = APIRouter(prefix="/backend", tags=["backend"], dependencies=[Depends(re
     summary="Retrieve metadata for a backend task.",
 )
 async def get_task_meta(job_uuid: UUID, request: Request) -> TaskMeta:
-    meta = await request.app.state.store.call("task_meta", str(job_uuid))
-    if meta is None:
-        raise ApiError(404, f"no job with uuid {job_uuid}")
-    return TaskMeta(**meta)
+    return TaskMeta(**await request.app.state.store.for_job("task_meta", job_uuid))

@@ -70,10 +70,6 @@ JOB_FORM_SCHEMA = {
 }
 
 
-def _job_id(job_uuid: UUID) -> str:
-    return str(job_uuid)
-
-
 @router.get(
     "",
     response_model=JobList,
@@ -123,7 +119,8 @@ async def create_job(request: Request) -> JobShort:
         short = await state.store.call("create", record)
     except Draining as exc:
         await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
-        raise ApiError(503, str(exc), {"Retry-After": "30"}) from None
+        reason = getattr(exc, "cause", None) or exc  # Ray wraps the actor's exception
+        raise ApiError(503, str(reason), {"Retry-After": "30"}) from None
     return JobShort(**short)
 
 
@@ -210,10 +207,7 @@ def _claim_upload(storage, job_id: str, file_url: str) -> str:
     summary="Retrieve the status of a specific job.",
 )
 async def job_status(job_uuid: UUID, request: Request) -> JobShort:
-    short = await request.app.state.store.call("get", _job_id(job_uuid))
-    if short is None:
-        raise ApiError(404, f"no job with uuid {job_uuid}")
-    return JobShort(**short)
+    return JobShort(**await request.app.state.store.for_job("get", job_uuid))
 
 
 @router.delete(
@@ -223,9 +217,7 @@ async def job_status(job_uuid: UUID, request: Request) -> JobShort:
     summary="Cancel a job (status REVOKED).",
 )
 async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
-    short = await request.app.state.store.call("cancel", _job_id(job_uuid))
-    if short is None:
-        raise ApiError(404, f"no job with uuid {job_uuid}")
+    short = await request.app.state.store.for_job("cancel", job_uuid)
     if short["status"] not in (records.REVOKED,):
         raise ApiError(
             400, f"job {job_uuid} already finished with status {short['status']}; nothing to cancel"
@@ -240,7 +232,4 @@ async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
     summary="Retrieve detailed information about a specific job.",
 )
 async def job_details(job_uuid: UUID, request: Request) -> JobDetails:
-    details = await request.app.state.store.call("details", _job_id(job_uuid))
-    if details is None:
-        raise ApiError(404, f"no job with uuid {job_uuid}")
-    return JobDetails(**details)
+    return JobDetails(**await request.app.state.store.for_job("details", job_uuid))

@@ -195,14 +195,14 @@ def _face_arrays(index, face, triangulation, location, reversed_orientation) -> 
         if normals is not None:
             normals = -normals
     if not location.IsIdentity():
-        matrix = _location_matrix(location)
+        matrix = location_matrix(location)
         vertices = vertices @ matrix[:3, :3].T + matrix[:3, 3]
         if normals is not None:
             normals = normals @ matrix[:3, :3].T
     return FaceTriangles(index, vertices, triangles, normals)
 
 
-def _location_matrix(location) -> np.ndarray:
+def location_matrix(location) -> np.ndarray:
     """A TopLoc_Location as a 4x4 row-major numpy matrix."""
     transform = location.Transformation()
     matrix = np.eye(4)

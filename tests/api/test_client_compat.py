@@ -17,19 +17,25 @@ from requests_toolbelt import MultipartEncoder
 from conftest import API_KEY
 
 
-def post_like_the_cli(url, process, *, params=None, script=None, input_file=None, alias=None, queue=None, limit=3600):
+def post_like_the_cli(
+    url, process, *, params=None, script=None, input_file=None, alias=None, queue=None, limit=3600
+):
     config = {"entrypoint": "main", "queue": queue, "time_limit": int(limit)}
     fields = {
         "process": process,
         "params": json.dumps(params or {}),
         "config": json.dumps(config),
         "name": alias,
-        "file": (input_file[0], io.BytesIO(input_file[1]), "application/octet-stream") if input_file else None,
+        "file": (input_file[0], io.BytesIO(input_file[1]), "application/octet-stream")
+        if input_file
+        else None,
         "script": ("script.py", io.BytesIO(script.encode()), "text/plain") if script else None,
     }
     encoder = MultipartEncoder(fields=fields)
     headers = {"x-api-key": API_KEY, "Content-Type": encoder.content_type}
-    response = requests.post(f"{url}/jobs", data=encoder, headers=headers, stream=True, allow_redirects=True)
+    response = requests.post(
+        f"{url}/jobs", data=encoder, headers=headers, stream=True, allow_redirects=True
+    )
     response.raise_for_status()
     return response.json()["uuid"]
 
@@ -63,13 +69,19 @@ def test_exec_command_uploads_script_and_input_then_downloads(service):
         "    return {'n': len(data)}\n"
     )
     payload = bytes(range(256)) * 2000
-    job_id = post_like_the_cli(service.url, "custom", script=script, input_file=("model.step", payload))
+    job_id = post_like_the_cli(
+        service.url, "custom", script=script, input_file=("model.step", payload)
+    )
     details = watch_like_the_cli(service.url, job_id)
     assert details["status"] == "SUCCESS", details
     headers = {"x-api-key": API_KEY}
-    assert requests.get(f"{service.url}/jobs/{job_id}/outputs", headers=headers).json() == {"outputs": ["copy.bin"]}
+    assert requests.get(f"{service.url}/jobs/{job_id}/outputs", headers=headers).json() == {
+        "outputs": ["copy.bin"]
+    }
 
-    one = requests.get(f"{service.url}/jobs/{job_id}/outputs/copy.bin", headers=headers, stream=True)
+    one = requests.get(
+        f"{service.url}/jobs/{job_id}/outputs/copy.bin", headers=headers, stream=True
+    )
     chunks = b"".join(one.iter_content(chunk_size=1048576))
     assert chunks == payload and int(one.headers["content-length"]) == len(payload)
 
@@ -78,14 +90,26 @@ def test_exec_command_uploads_script_and_input_then_downloads(service):
         if archive.status_code != 425:
             break
         time.sleep(1)
-    assert archive.status_code == 200 and int(archive.headers["content-length"]) == len(archive.content)
+    assert archive.status_code == 200 and int(archive.headers["content-length"]) == len(
+        archive.content
+    )
     assert zipfile.ZipFile(io.BytesIO(archive.content)).read("copy.bin") == payload
 
 
 def test_batch_exit_code_statuses_are_the_ones_the_cli_knows(service):
     job_id = post_like_the_cli(service.url, "sleep", params={"duration": "x"})
     details = watch_like_the_cli(service.url, job_id)
-    known = {"SUCCESS", "FAILURE", "REVOKED", "RETRY", "PENDING", "STARTED", "RECEIVED", "REJECTED", "UNKNOWN"}
+    known = {
+        "SUCCESS",
+        "FAILURE",
+        "REVOKED",
+        "RETRY",
+        "PENDING",
+        "STARTED",
+        "RECEIVED",
+        "REJECTED",
+        "UNKNOWN",
+    }
     assert details["status"] == "FAILURE" and details["status"] in known
     assert details["error"]
 
@@ -95,4 +119,6 @@ def test_list_and_jobs_commands(service):
     assert "api_test" in processes["processes"]
     jobs = requests.get(f"{service.url}/jobs", headers={"x-api-key": API_KEY})
     jobs.raise_for_status()
-    assert all(set(j) == {"uuid", "name", "status", "progress", "error"} for j in jobs.json()["jobs"])
+    assert all(
+        set(j) == {"uuid", "name", "status", "progress", "error"} for j in jobs.json()["jobs"]
+    )

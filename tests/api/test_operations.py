@@ -96,4 +96,4 @@ def test_draining_refuses_new_jobs_with_503_and_waits_for_running_ones(private_s
     refused = client.post("/jobs", data={"process": "api_test"})
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "30"
-    assert "shutting down" in refused.json()["detail"]["details"]
+    assert refused.json()["detail"]["details"].startswith("the service is shutting down")

@@ -29,7 +29,7 @@ import trimesh
 from tasks.steps.io.common import read_error
 from tasks.steps.io.options import LoadOptions
 from tasks.steps.scene import Scene
-from tasks.steps.tessellate import bounding_diagonal, tessellate_shape
+from tasks.steps.tessellate import bounding_diagonal, location_matrix, tessellate_shape
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class _SceneBuilder:
         for component in components:
             referred = TDF_Label()
             XCAFDoc_ShapeTool.GetReferredShape_s(component, referred)
-            local = _location_matrix(XCAFDoc_ShapeTool.GetLocation_s(component))
+            local = location_matrix(XCAFDoc_ShapeTool.GetLocation_s(component))
             name = _label_name(referred) or _label_name(component) or "part"
             # an instance's colour overrides its part's, which overrides the assembly's
             own = _label_colour(component) or _label_colour(referred) or colour
@@ -394,15 +394,6 @@ def _face_colours(label, shape) -> dict[int, tuple]:
                 colours[index] = colour
             explorer.Next()
     return colours
-
-
-def _location_matrix(location) -> np.ndarray:
-    transform = location.Transformation()
-    matrix = np.eye(4)
-    for row in range(3):
-        for col in range(4):
-            matrix[row, col] = transform.Value(row + 1, col + 1)
-    return matrix
 
 
 def _model_diagonal(labels) -> float:
