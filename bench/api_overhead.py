@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from table import print_table
 
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 
@@ -232,10 +233,7 @@ def main():
         if proc:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>14}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>14}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

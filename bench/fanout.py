@@ -21,6 +21,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray  # noqa: E402
 import trimesh  # noqa: E402
+from table import print_table  # noqa: E402
 
 RATIOS = (1.0, 0.5, 0.25, 0.1)
 
@@ -145,10 +146,7 @@ def store_rows(jobs: int = 1000) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     rows = fanout_rows() + store_rows()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>14}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>14}  {target}")
+    print_table(rows)
 
 
 if __name__ == "__main__":
