@@ -80,6 +80,7 @@ class JobStore:
         self._slots: dict[str, str] = {}  # running job -> the queue whose slot it holds
         self._waiting: dict[str, deque[str]] = {}  # queue -> jobs waiting for a slot
         self._draining = False
+        self._archiving: set[str] = set()  # jobs whose archive this incarnation is building
         self._started = False
         self._to_resume = self.checkpoints.load()
 
@@ -177,9 +178,11 @@ class JobStore:
             return None
         if record["status"] not in records.TERMINAL:
             return "not_finished"
-        if record["archive"] in ("building", "ready"):
+        if record["archive"] == "ready" or job_id in self._archiving:
             return record["archive"]
+        # Not built, or "building" left by a store that died mid-build: build it now.
         record["archive"] = "building"
+        self._archiving.add(job_id)
         self.checkpoints.changed(job_id)
         asyncio.create_task(self._build_archive(job_id))
         return "building"
@@ -193,6 +196,7 @@ class JobStore:
         except Exception:
             logger.exception("job %s: building the archive failed", job_id)
             record["archive"] = None  # the next request tries again
+        self._archiving.discard(job_id)
         self.checkpoints.changed(job_id)
         await self.checkpoints.persist(job_id)
 
@@ -235,8 +239,6 @@ class JobStore:
     def _step(self, record: dict, info: str, duration: float) -> None:
         record["steps"].append({"duration": round(float(duration), 6), "info": info})
         self.metrics.step_duration.labels(record["process"]).observe(duration)
-
-    # -- running jobs -----------------------------------------------------------------
 
     # -- running jobs -----------------------------------------------------------------
 

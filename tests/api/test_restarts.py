@@ -75,3 +75,24 @@ def test_a_lost_index_is_rebuilt_from_the_job_folders(client, service):
     listed = {j["uuid"]: j for j in client.get("/jobs").json()["jobs"]}
     assert listed[done["uuid"]]["status"] == "SUCCESS"
     assert listed[done["uuid"]]["name"] == "survives-index-loss"
+
+
+def test_an_archive_left_half_built_by_a_dead_store_is_built_again(client, service):
+    import json
+
+    script = "def main(pc, params):\n    open(pc.get_output_dir('a.txt'), 'w').write('a')\n"
+    job = submit(client, "custom", script=script)
+    wait_for(client, job["uuid"])
+    state_file = service.storage / "jobs" / job["uuid"] / "state.json"
+    time.sleep(0.5)
+    state = json.loads(state_file.read_text())
+    state["archive"] = "building"  # as a store that died mid-build leaves it
+    state_file.write_text(json.dumps(state))
+    ray.kill(_store(service), no_restart=False)
+    for _ in range(60):
+        response = client.get(f"/jobs/{job['uuid']}/outputs/archive")
+        if response.status_code == 200:
+            break
+        assert response.status_code == 425
+        time.sleep(0.5)
+    assert response.status_code == 200 and response.content[:2] == b"PK"
