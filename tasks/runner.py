@@ -106,7 +106,7 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
             tasks=SubTasks(spec["queue_options"], spec["info"]["queue"], report),
         )
         if spec["process"]["name"] == "custom":
-            result = _run_script(work, spec, storage, pc, report)
+            result = _run_script(work, spec, storage, pc, input_file, report)
         else:
             process = ProcessSpec(**spec["process"])
             entry = getattr(load_module(process), spec["entrypoint"], None)
@@ -210,7 +210,12 @@ class ScriptError(RuntimeError):
 
 
 def _run_script(
-    work: Path, spec: dict, storage: Storage, pc: ProgramContext, report: Reporter
+    work: Path,
+    spec: dict,
+    storage: Storage,
+    pc: ProgramContext,
+    input_file: Path | None,
+    report: Reporter,
 ) -> Any:
     script_path = work / "script.py"
     storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
@@ -220,7 +225,7 @@ def _run_script(
         "params": spec["params"],
         "job_id": spec["job_id"],
         "input_dir": pc.get_input_dir(),
-        "input_file": pc._input_file and str(pc._input_file),
+        "input_file": str(input_file) if input_file else None,
         "output_dir": pc.get_output_dir(),
         "info": spec["info"],
         "result_path": str(work / "script-result.json"),
