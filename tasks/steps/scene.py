@@ -59,6 +59,9 @@ class Scene:
             # trimesh's copy empties each mesh's cache, which is where a file's
             # vertex normals live; without them the copy would shade differently
             if isinstance(geometry, trimesh.Trimesh):
+                # ...but a cache not yet checked against edits (repair dropped faces) is
+                # stale: verify() clears what no longer matches before it is copied
+                geometry._cache.verify()
                 copied.geometry[name] = geometry.copy(include_cache=True)
         return Scene(
             trimesh_scene=copied,

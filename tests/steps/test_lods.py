@@ -64,3 +64,15 @@ def test_lod_one_is_a_plain_picklable_task():
 def test_bad_ratios_are_refused_with_a_readable_error(ratios):
     with pytest.raises(OptionsError, match="lods:"):
         lods(from_trimesh(trimesh.creation.box()), LodOptions(ratios=ratios))
+
+
+@pytest.mark.parametrize("name", ["stl/Spider_ascii.stl", "3mf/cube_gears.3mf"])
+def test_a_repaired_level_that_lost_faces_still_writes_a_glb(tmp_path, name):
+    # Repair drops degenerate/duplicate faces; a copy made afterwards once carried the
+    # old face count in its cache and the GLB writer crashed on it.
+    from tasks.steps.io import load, save
+
+    level = lod_one(load(DATA / name), 1.0)
+    written = save(level, tmp_path / "lod0.glb")
+    reread = trimesh.load(written[0], force="scene")
+    assert sum(len(g.faces) for g in reread.geometry.values()) > 0
