@@ -48,6 +48,8 @@ async def callback(request: Request) -> dict:
         payload = json.loads(raw or b"null")
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"body is not JSON: {exc.msg}") from exc
+    except UnicodeDecodeError as exc:  # json.loads decodes bytes first; not a JSONDecodeError
+        raise ApiError(400, f"body is not UTF-8 JSON: {exc.reason}") from exc
     if not isinstance(payload, dict):
         raise ApiError(422, 'body must be a JSON object, e.g. {"infos": {...}}')
     logger.info("callback received (%s): %s", "signed" if signed else "with key", payload)
@@ -60,6 +62,7 @@ async def callback(request: Request) -> dict:
 @router.get(
     "/callback",
     dependencies=[Depends(require_key)],
+    responses=documented(401),
     summary="The last callbacks this replica received (development only).",
 )
 async def callbacks_received(request: Request) -> dict:

@@ -5,6 +5,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serve_app.auth import key_unless_open
+from serve_app.errors import documented
 
 router = APIRouter(tags=["metrics"])
 
@@ -13,6 +14,10 @@ router = APIRouter(tags=["metrics"])
     "/metrics",
     dependencies=[Depends(key_unless_open)],
     response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **documented(401),
+    },
     summary="Retrieve Prometheus metrics.",
 )
 async def metrics(request: Request) -> Response:

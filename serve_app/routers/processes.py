@@ -22,7 +22,7 @@ async def list_processes(request: Request) -> ProcessList:
 @router.get(
     "/{process_name}",
     response_model=ProcessDoc,
-    responses=documented(401, 404),
+    responses=documented(401, 404, 422),
     summary="Retrieve documentation for a specific process.",
 )
 async def process_doc(process_name: str, request: Request) -> ProcessDoc:

@@ -7,13 +7,34 @@ directly to S3; the job is then created with `file_url` instead of `file`.
 import uuid as uuid_lib
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.routing import APIRoute
 
-from serve_app.auth import require_key
+from serve_app.auth import check_key, require_key
 from serve_app.errors import ApiError, documented
 from serve_app.models import UploadRequest, UploadTicket
 from serve_app.multipart_stream import safe_filename
 
-router = APIRouter(prefix="/uploads", tags=["uploads"], dependencies=[Depends(require_key)])
+
+class KeyBeforeBodyRoute(APIRoute):
+    """Checks the key before FastAPI parses a declared body, so a keyless call is a 401, never a 400/422."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def key_first(request: Request):
+            check_key(request)
+            return await handler(request)
+
+        return key_first
+
+
+# `require_key` stays as the dependency too: it is what declares the key in the OpenAPI schema.
+router = APIRouter(
+    prefix="/uploads",
+    tags=["uploads"],
+    dependencies=[Depends(require_key)],
+    route_class=KeyBeforeBodyRoute,
+)
 
 EXPIRES_SECONDS = 3600
 

@@ -107,7 +107,8 @@ def script_entry_error(source: bytes, entrypoint: str) -> str | None:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        return f"script is not valid Python: line {exc.lineno}: {exc.msg}"
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        return f"script is not valid Python: {where}{exc.msg}"
     except ValueError as exc:
         return f"script is not valid Python: {exc}"
     for node in tree.body:
