@@ -307,6 +307,12 @@ class JobStore:
             "storage": self.storage,
             "store": ray.get_runtime_context().current_actor,
             "scratch_dir": self.settings.scratch_dir,
+            "script_limits": {
+                "memory_bytes": self.settings.script_memory_bytes,
+                "file_bytes": self.settings.script_file_bytes,
+                "open_files": self.settings.script_open_files,
+                "network": self.settings.script_network,
+            },
             "queue_options": {name: c.options for name, c in choices.items() if c.runnable},
         }
         ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **choice.options).remote(

@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,6 +25,7 @@ from tasks import records
 from tasks.archive import ArchiveError, find_root_file, is_archive, safe_extract
 from tasks.context import ProgramContext
 from tasks.processes import ProcessSpec, load_module
+from tasks.script_sandbox import ScriptError, run_script
 from tasks.storage import Storage
 from tasks.subtasks import SubTasks
 
@@ -106,7 +105,7 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
             tasks=SubTasks(spec["queue_options"], spec["info"]["queue"], report),
         )
         if spec["process"]["name"] == "custom":
-            result = _run_script(work, spec, storage, pc, input_file, report)
+            result = run_script(work, spec, storage, pc, input_file, report)
         else:
             process = ProcessSpec(**spec["process"])
             entry = getattr(load_module(process), spec["entrypoint"], None)
@@ -200,104 +199,3 @@ def _json_result(result: Any) -> dict:
             f"the process returned {type(result).__name__}; it must return a dict (JSON object)"
         )
     return json.loads(json.dumps(result, default=_json_default))
-
-
-# -- custom scripts -------------------------------------------------------------
-
-
-class ScriptError(RuntimeError):
-    """A custom script failed; the message carries the script's own error line."""
-
-
-def _run_script(
-    work: Path,
-    spec: dict,
-    storage: Storage,
-    pc: ProgramContext,
-    input_file: Path | None,
-    report: Reporter,
-) -> Any:
-    script_path = work / "script.py"
-    storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
-    host_spec = {
-        "script": str(script_path),
-        "entrypoint": spec["entrypoint"],
-        "params": spec["params"],
-        "job_id": spec["job_id"],
-        "input_dir": pc.get_input_dir(),
-        "input_file": str(input_file) if input_file else None,
-        "output_dir": pc.get_output_dir(),
-        "info": spec["info"],
-        "result_path": str(work / "script-result.json"),
-    }
-    spec_path = work / "script-spec.json"
-    spec_path.write_text(json.dumps(host_spec))
-    read_fd, write_fd = os.pipe()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(work),
-        "LANG": "C.UTF-8",
-        "PIXYZ_EVENTS_FD": str(write_fd),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tasks.script_host", str(spec_path)],
-        cwd=work,
-        env=env,
-        pass_fds=(write_fd,),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
-    os.close(write_fd)
-    forwarder = threading.Thread(target=_forward_events, args=(read_fd, report), daemon=True)
-    forwarder.start()
-    log_tail = _tail(proc.stdout, 20_000)
-    try:
-        proc.wait(timeout=spec["info"]["time_limit"])
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise ScriptError(f"time limit of {spec['info']['time_limit']:g} s exceeded") from None
-    forwarder.join(timeout=5)
-    result_path = Path(host_spec["result_path"])
-    if not result_path.exists():
-        raise ScriptError(
-            f"the script process died (exit code {proc.returncode}): {log_tail()[-2000:]}"
-        )
-    answer = json.loads(result_path.read_text())
-    if "error" in answer:
-        raise ScriptError(answer["error"] + "\n" + answer.get("traceback", ""))
-    return answer["result"]
-
-
-def _forward_events(read_fd: int, report: Reporter) -> None:
-    with os.fdopen(read_fd, "r", encoding="utf-8") as events:
-        for line in events:
-            try:
-                event = json.loads(line)
-                report(event["kind"], event["payload"])
-            except (ValueError, KeyError):
-                logger.warning("ignored a malformed progress event from a script: %.200s", line)
-
-
-def _tail(stream, limit: int):
-    """Drain `stream` in a thread; return a function giving its last `limit` characters."""
-    buffer = bytearray()
-
-    def drain():
-        for chunk in iter(lambda: stream.read(4096), b""):
-            buffer.extend(chunk)
-            del buffer[:-limit]
-
-    threading.Thread(target=drain, daemon=True).start()
-    return lambda: buffer.decode("utf-8", "replace")
-
-
-def _die_with_parent() -> None:
-    """In the script's child process: get SIGKILL when the worker dies (cancel, time limit)."""
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    os.setsid()

@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     allow_scripts: bool = False
     """Accept `custom` jobs that run an uploaded Python script (off: 403)."""
 
+    script_memory_bytes: int = 4 * 1024**3
+    """Address-space limit of a custom script's process (MemoryError past it)."""
+
+    script_file_bytes: int = 4 * 1024**3
+    """Largest file a custom script may write."""
+
+    script_open_files: int = 1024
+    """Open-file limit of a custom script's process."""
+
+    script_network: bool = False
+    """Let custom scripts use the network (off: they run in an empty network namespace)."""
+
     process_path: str = ""
     """A folder of extra process modules (`<name>.py` with `main(pc, params)`) to offer beside the built-ins."""
 
