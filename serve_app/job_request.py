@@ -18,6 +18,7 @@ from tasks.processes import QUEUES, ProcessSpec
 IGNORED_CONFIG_KEYS = ("script", "data", "uuid", "shadow")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TIME_LIMIT = 7 * 24 * 3600.0
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -49,11 +50,25 @@ def parse_json_object(text: str | None, field_name: str) -> dict:
         raise ApiError(
             400, f"'{field_name}' is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from exc
+    except RecursionError:
+        raise ApiError(
+            400, f"'{field_name}' is nested too deeply (limit {MAX_JSON_DEPTH} levels)"
+        ) from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"'{field_name}' is nested too deeply (limit {MAX_JSON_DEPTH} levels)")
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ApiError(400, f"'{field_name}' must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def _depth(value, level: int = 1) -> int:
+    """Nesting depth of a JSON value, stopping as soon as it passes the limit."""
+    if level > MAX_JSON_DEPTH or not isinstance(value, dict | list):
+        return level
+    children = value.values() if isinstance(value, dict) else value
+    return max((_depth(child, level + 1) for child in children), default=level)
 
 
 def build_config(raw: dict, process: ProcessSpec, default_time_limit: float) -> JobConfig:

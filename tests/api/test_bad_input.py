@@ -131,3 +131,17 @@ def test_bad_requests_do_not_disturb_a_running_job(client):
     client.post("/jobs", data={"process": "api_test", "params": "{oops"})
     client.get("/jobs/not-a-uuid")
     assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+def test_deeply_nested_params_are_400_not_a_crash(client, depth):
+    params = "[" * depth + "]" * depth
+    data = {"process": "api_test", "params": '{"a": ' + params + "}"}
+    assert "nested too deeply" in error_of(client.post("/jobs", data=data), 400)
+
+
+def test_params_over_a_megabyte_are_413(client):
+    big = '{"blob": "' + "x" * (1024 * 1024 + 10) + '"}'
+    files = {"params": (None, big)}
+    response = client.post("/jobs", data={"process": "api_test"}, files=files)
+    assert "params" in error_of(response, 413)
