@@ -33,7 +33,12 @@ logger = logging.getLogger(__name__)
 
 
 class Reporter:
-    """Sends a job's progress events to the JobStore, in order, without waiting."""
+    """Sends a job's progress events to the JobStore in order, one in flight at a time.
+
+    The JobStore is an async actor: calls from one caller may run interleaved, so
+    each event waits for the previous one to be applied before it is sent (about a
+    millisecond); the process goes on while the latest event travels.
+    """
 
     def __init__(self, store, job_id: str, attempt: int):
         self.store = store
@@ -43,12 +48,15 @@ class Reporter:
 
     def __call__(self, kind: str, payload: dict) -> None:
         with self._lock:
+            if self._last is not None:
+                ray.get(self._last)
             self._last = self.store.report.remote(self.job_id, self.attempt, kind, payload)
 
     def flush(self) -> None:
-        """Wait until every event sent so far is applied (actor calls run in order)."""
-        if self._last is not None:
-            ray.get(self._last)
+        """Wait until every event sent so far is applied."""
+        with self._lock:
+            if self._last is not None:
+                ray.get(self._last)
 
 
 def run_job(spec: dict) -> dict:
