@@ -31,9 +31,17 @@ class StoreClient:
             self.handle = get_or_create_store(self.settings)
             return await getattr(self.handle, method).remote(*args)
 
-    async def for_job(self, method: str, job_id) -> object:
-        """Call a per-job method; a job the store does not know is the client's 404."""
-        answer = await self.call(method, str(job_id))
+    async def for_job(self, method: str, job_id, principal=None) -> object:
+        """Call a per-job method; a job the store does not know, or that `principal`
+        may not see (another key's job), is the client's 404."""
+        job_id = str(job_id)
+        if principal is not None and principal.role != "admin":
+            short = await self.call("get", job_id)
+            if short is None or not principal.sees(short.get("owner")):
+                raise ApiError(404, f"no job with uuid {job_id}")
+            if method == "get":
+                return short
+        answer = await self.call(method, job_id)
         if answer is None:
             raise ApiError(404, f"no job with uuid {job_id}")
         return answer

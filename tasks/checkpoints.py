@@ -170,8 +170,15 @@ class JobCheckpoints:
             self.jobs[job_id] = record
         return record
 
-    def list_json(self) -> bytes:
-        """`{"jobs": [short state, ...]}` as JSON bytes, cached between index changes."""
+    def list_json(self, owner: str | None = None) -> bytes:
+        """`{"jobs": [short state, ...]}` as JSON bytes (all jobs: cached between index changes)."""
+        if owner is not None:
+            mine = [
+                {k: e[k] for k in records.SHORT_FIELDS}
+                for e in self.index.values()
+                if e.get("owner") == owner
+            ]
+            return json.dumps({"jobs": mine}).encode()
         if self._list_cache is None or self._list_cache[0] != self._index_gen:
             jobs = [{k: e[k] for k in records.SHORT_FIELDS} for e in self.index.values()]
             self._list_cache = (self._index_gen, json.dumps({"jobs": jobs}).encode())

@@ -133,7 +133,9 @@ class JobStore:
     async def get(self, job_id: str) -> dict | None:
         self._ensure_started()
         entry = self.checkpoints.index.get(job_id)
-        return None if entry is None else {k: entry[k] for k in records.SHORT_FIELDS}
+        if entry is None:
+            return None
+        return {**{k: entry[k] for k in records.SHORT_FIELDS}, "owner": entry.get("owner")}
 
     async def details(self, job_id: str) -> dict | None:
         self._ensure_started()
@@ -150,10 +152,10 @@ class JobStore:
         record = await self.checkpoints.full_record(job_id)
         return None if record is None else list(record["outputs"])
 
-    async def list_json(self) -> bytes:
-        """`{"jobs": [short state, ...]}` as JSON bytes, from memory."""
+    async def list_json(self, owner: str | None = None) -> bytes:
+        """`{"jobs": [short state, ...]}` as JSON bytes, from memory; only `owner`'s jobs if given."""
         self._ensure_started()
-        return self.checkpoints.list_json()
+        return self.checkpoints.list_json(owner)
 
     async def cancel(self, job_id: str) -> dict | None:
         """Revoke a job: its task (and sub-tasks) are killed. Finished jobs are left as they are."""

@@ -33,10 +33,12 @@ def new_record(
     inputs: list[str],
     script: str | None = None,
     warnings: list[str] | None = None,
+    owner: str | None = None,
 ) -> dict:
     """A freshly accepted job (status SENT)."""
     return {
         "uuid": job_id,
+        "owner": owner,
         "name": name,
         "status": SENT,
         "progress": None,
@@ -71,6 +73,7 @@ def index_entry(record: dict) -> dict:
     """What the compact index keeps per job: the short state plus what listing needs."""
     entry = short_state(record)
     entry["process"] = record.get("process")
+    entry["owner"] = record.get("owner")
     entry["request"] = record["time_info"]["request"]
     return entry
 

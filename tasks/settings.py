@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     """A plain key to accept; hashed at once and never kept or passed on in the clear."""
 
     api_key_sha256: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Accepted keys as SHA-256 hex digests (env: comma-separated)."""
+    """Accepted admin keys as SHA-256 hex digests (env: comma-separated)."""
+
+    api_keys_file: str = ""
+    """A file of `<sha256 hex> <read|submit|script|admin> [label]` lines, re-read when it changes."""
 
     open_routes: bool = True
     """Serve `/`, `/processes`, `/processes/{name}`, `/metrics`, `/docs` without a key (clients rely on it)."""

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 
-from serve_app.auth import require_key
+from serve_app.auth import authenticate, require_key
 from serve_app.errors import documented
 from serve_app.models import TaskMeta
 
@@ -18,4 +18,5 @@ router = APIRouter(prefix="/backend", tags=["backend"], dependencies=[Depends(re
     summary="Retrieve metadata for a backend task.",
 )
 async def get_task_meta(job_uuid: UUID, request: Request) -> TaskMeta:
-    return TaskMeta(**await request.app.state.store.for_job("task_meta", job_uuid))
+    meta = await request.app.state.store.for_job("task_meta", job_uuid, authenticate(request))
+    return TaskMeta(**meta)

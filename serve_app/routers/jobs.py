@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from serve_app.auth import require_key
+from serve_app.auth import authenticate, require_key, require_role
 from serve_app.errors import ApiError, documented
 from serve_app.job_request import build_config, parse_json_object
 from serve_app.models import JobDetails, JobList, JobShort
@@ -77,7 +77,9 @@ JOB_FORM_SCHEMA = {
     summary="List the statuses of all registered jobs.",
 )
 async def list_jobs(request: Request) -> Response:
-    body = await request.app.state.store.call("list_json")
+    principal = authenticate(request)
+    owner = None if principal.role == "admin" else principal.owner
+    body = await request.app.state.store.call("list_json", owner)
     return Response(content=body, media_type="application/json")
 
 
@@ -86,6 +88,7 @@ async def list_jobs(request: Request) -> Response:
     response_model=JobShort,
     responses=documented(400, 401, 403, 413, 422, 503),
     openapi_extra=JOB_FORM_SCHEMA,
+    dependencies=[Depends(require_role("submit"))],
     summary="Create a new job.",
 )
 async def create_job(request: Request) -> JobShort:
@@ -111,7 +114,7 @@ async def create_job(request: Request) -> JobShort:
             chunk_bytes=settings.upload_chunk_bytes,
             open_target=open_target,
         )
-        record = await asyncio.to_thread(_validate, state, job_id, form)
+        record = await asyncio.to_thread(_validate, state, job_id, form, authenticate(request))
     except BaseException:
         await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
         raise
@@ -124,7 +127,7 @@ async def create_job(request: Request) -> JobShort:
     return JobShort(**short)
 
 
-def _validate(state, job_id: str, form) -> dict:
+def _validate(state, job_id: str, form, principal) -> dict:
     """Check the parsed form and turn it into a new job record (runs in a thread: may touch storage)."""
     settings, storage, processes = state.settings, state.storage, state.processes
     fields = form.fields
@@ -139,6 +142,11 @@ def _validate(state, job_id: str, form) -> dict:
     if process_name == CUSTOM:
         if script is None:
             raise ApiError(400, "process 'custom' needs a Python script in the 'script' field")
+        if not principal.can("script"):
+            raise ApiError(
+                403,
+                f"this key's role '{principal.role}' cannot run custom scripts (needs 'script')",
+            )
         if not settings.allow_scripts:
             raise ApiError(
                 403,
@@ -183,6 +191,7 @@ def _validate(state, job_id: str, form) -> dict:
         inputs=inputs,
         script="script.py" if (script is not None and process_name == CUSTOM) else None,
         warnings=warnings,
+        owner=principal.owner,
     )
 
 
@@ -207,17 +216,18 @@ def _claim_upload(storage, job_id: str, file_url: str) -> str:
     summary="Retrieve the status of a specific job.",
 )
 async def job_status(job_uuid: UUID, request: Request) -> JobShort:
-    return JobShort(**await request.app.state.store.for_job("get", job_uuid))
+    return JobShort(**await request.app.state.store.for_job("get", job_uuid, authenticate(request)))
 
 
 @router.delete(
     "/{job_uuid}",
     response_model=JobShort,
-    responses=documented(400, 401, 404, 422),
+    responses=documented(400, 401, 403, 404, 422),
     summary="Cancel a job (status REVOKED).",
+    dependencies=[Depends(require_role("submit"))],
 )
 async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
-    short = await request.app.state.store.for_job("cancel", job_uuid)
+    short = await request.app.state.store.for_job("cancel", job_uuid, authenticate(request))
     if short["status"] not in (records.REVOKED,):
         raise ApiError(
             400, f"job {job_uuid} already finished with status {short['status']}; nothing to cancel"
@@ -232,4 +242,5 @@ async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
     summary="Retrieve detailed information about a specific job.",
 )
 async def job_details(job_uuid: UUID, request: Request) -> JobDetails:
-    return JobDetails(**await request.app.state.store.for_job("details", job_uuid))
+    details = await request.app.state.store.for_job("details", job_uuid, authenticate(request))
+    return JobDetails(**details)

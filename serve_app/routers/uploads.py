@@ -9,7 +9,7 @@ import uuid as uuid_lib
 from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 
-from serve_app.auth import check_key, require_key
+from serve_app.auth import check_key, require_key, require_role
 from serve_app.errors import ApiError, documented
 from serve_app.models import UploadRequest, UploadTicket
 from serve_app.multipart_stream import safe_filename
@@ -32,7 +32,7 @@ class KeyBeforeBodyRoute(APIRoute):
 router = APIRouter(
     prefix="/uploads",
     tags=["uploads"],
-    dependencies=[Depends(require_key)],
+    dependencies=[Depends(require_key), Depends(require_role("submit"))],
     route_class=KeyBeforeBodyRoute,
 )
 
@@ -42,7 +42,7 @@ EXPIRES_SECONDS = 3600
 @router.post(
     "",
     response_model=UploadTicket,
-    responses=documented(400, 401, 422),
+    responses=documented(400, 401, 403, 422),
     summary="Get a presigned URL to upload a large input file directly to storage.",
 )
 async def create_upload(body: UploadRequest, request: Request) -> UploadTicket:
