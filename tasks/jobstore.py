@@ -80,6 +80,7 @@ class JobStore:
         self._slots: dict[str, str] = {}  # running job -> the queue whose slot it holds
         self._waiting: dict[str, deque[str]] = {}  # queue -> jobs waiting for a slot
         self._draining = False
+        self._report_order: dict[tuple[str, int], list] = {}  # (job, attempt) -> [next seq, early]
         self._archiving: set[str] = set()  # jobs whose archive this incarnation is building
         self._started = False
         self._to_resume = self.checkpoints.load()
@@ -204,12 +205,33 @@ class JobStore:
 
     # -- the runner's calls -------------------------------------------------------------
 
-    async def report(self, job_id: str, attempt: int, kind: str, payload: dict) -> bool:
-        """A progress event from a job's runner; stale attempts and finished jobs are ignored."""
+    async def report(self, job_id: str, attempt: int, seq: int, kind: str, payload: dict) -> bool:
+        """A progress event from a job's runner, applied in the runner's order (`seq`).
+
+        Calls to an async actor may run interleaved, so an event that arrives
+        early waits in a buffer for the ones before it. Stale attempts and
+        finished jobs are ignored.
+        """
         self._ensure_started()
         record = self.jobs.get(job_id)
         if record is None or record["attempt"] != attempt or record["status"] in records.TERMINAL:
             return False
+        key = (job_id, attempt)
+        expected, early = self._report_order.setdefault(key, [0, {}])
+        if seq != expected:
+            early[seq] = (kind, payload)
+            return True
+        applied = self._apply_report(job_id, record, kind, payload)
+        order = self._report_order[key]
+        order[0] += 1
+        while order[0] in early:
+            self._apply_report(job_id, record, *early.pop(order[0]))
+            order[0] += 1
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.persist(job_id)
+        return applied
+
+    def _apply_report(self, job_id: str, record: dict, kind: str, payload: dict) -> bool:
         if kind == "status":
             status = payload["status"]
             record["status"] = status
@@ -234,8 +256,6 @@ class JobStore:
         else:
             logger.warning("job %s: unknown report kind %r", job_id, kind)
             return False
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.persist(job_id)
         return True
 
     def _step(self, record: dict, info: str, duration: float) -> None:
@@ -399,6 +419,7 @@ class JobStore:
         record["time_info"]["stopped"] = records.now_iso()
         self._refs.pop(job_id, None)
         self._deadlines.pop(job_id, None)
+        self._report_order.pop((job_id, record["attempt"]), None)
         self._release_slot(job_id)
         self.checkpoints.changed(job_id)
         await self.checkpoints.persist(job_id)

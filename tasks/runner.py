@@ -33,30 +33,26 @@ logger = logging.getLogger(__name__)
 
 
 class Reporter:
-    """Sends a job's progress events to the JobStore in order, one in flight at a time.
-
-    The JobStore is an async actor: calls from one caller may run interleaved, so
-    each event waits for the previous one to be applied before it is sent (about a
-    millisecond); the process goes on while the latest event travels.
-    """
+    """Sends a job's progress events to the JobStore without waiting, numbered so the
+    store applies them in order (an async actor may run one caller's calls interleaved)."""
 
     def __init__(self, store, job_id: str, attempt: int):
         self.store = store
         self.job_id, self.attempt = job_id, attempt
-        self._last = None
+        self._sent: list = []
         self._lock = threading.Lock()
 
     def __call__(self, kind: str, payload: dict) -> None:
         with self._lock:
-            if self._last is not None:
-                ray.get(self._last)
-            self._last = self.store.report.remote(self.job_id, self.attempt, kind, payload)
+            seq = len(self._sent)
+            self._sent.append(
+                self.store.report.remote(self.job_id, self.attempt, seq, kind, payload)
+            )
 
     def flush(self) -> None:
         """Wait until every event sent so far is applied."""
         with self._lock:
-            if self._last is not None:
-                ray.get(self._last)
+            ray.get(self._sent)
 
 
 def run_job(spec: dict) -> dict:
