@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
-from serve_app.auth import KeyRing, key_unless_open
+from serve_app.auth import KeyRing, RateLimits, key_unless_open
 from serve_app.errors import install_handlers
 from serve_app.http_metrics import HttpMetrics, MetricsMiddleware
 from serve_app.routers import backend, dev, jobs, metrics, outputs, processes, root, uploads
@@ -35,6 +35,7 @@ def build_app(settings: Settings, store) -> FastAPI:
     )
     app.state.settings = settings
     app.state.keys = KeyRing(settings.api_key_sha256, settings.api_keys_file)
+    app.state.rate_limits = RateLimits(settings.requests_per_minute_per_key)
     app.state.store = store
     app.state.storage = Storage(settings.storage, settings.storage_options)
     app.state.processes = discover(settings.process_path, settings.allow_scripts)

@@ -86,6 +86,27 @@ class KeyRing:
             self.from_file, self._stamp = parse_keys_file(self.path), stamp
 
 
+class RateLimits:
+    """Per-key request budgets: a token bucket of `per_minute` tokens refilled continuously."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def wait_seconds(self, key: str) -> int:
+        """0 when the request may go ahead (and spends a token), else seconds to wait."""
+        if self.per_minute <= 0:
+            return 0
+        now = time.monotonic()
+        tokens, when = self._buckets.get(key, (float(self.per_minute), now))
+        tokens = min(self.per_minute, tokens + (now - when) * self.per_minute / 60)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return max(1, int((1 - tokens) * 60 / self.per_minute + 0.999))
+        self._buckets[key] = (tokens - 1, now)
+        return 0
+
+
 def parse_keys_file(path: Path) -> dict[str, str]:
     """`<sha256 hex> <role> [label]` per line; `#` starts a comment; bad lines are logged and skipped."""
     keys = {}
@@ -120,6 +141,11 @@ def authenticate(request: Request) -> Principal:
     role = request.app.state.keys.role_of(digest)
     if role is None:
         raise ApiError(401, "invalid API key", UNAUTHORIZED_HEADERS)
+    wait = request.app.state.rate_limits.wait_seconds(digest[:16])
+    if wait:
+        raise ApiError(
+            429, "this key made too many requests; slow down", {"Retry-After": str(wait)}
+        )
     request.state.principal = Principal(role=role, owner=digest[:16])
     return request.state.principal
 

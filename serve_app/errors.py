@@ -26,6 +26,7 @@ MESSAGES = {
     413: "Payload Too Large",
     422: "Validation Error",
     425: "Too Early",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }

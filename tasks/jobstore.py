@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime
 
 import ray
@@ -64,6 +64,10 @@ class Draining(Exception):
     """The service is shutting down and takes no new jobs."""
 
 
+class TooManyJobs(Exception):
+    """The key already has as many unfinished jobs as it may."""
+
+
 @ray.remote
 class JobStore:
     """Every job record, checkpointed; the jobs' runner tasks and their supervision."""
@@ -81,7 +85,10 @@ class JobStore:
         self._waiting: dict[str, deque[str]] = {}  # queue -> jobs waiting for a slot
         self._draining = False
         self._report_order: dict[tuple[str, int], list] = {}  # (job, attempt) -> [next seq, early]
-        self._archiving: set[str] = set()  # jobs whose archive this incarnation is building
+        self._archiving: set[str] = set()
+        self._unfinished_by_owner: Counter[str | None] = (
+            Counter()
+        )  # jobs whose archive this incarnation is building
         self._started = False
         self._to_resume = self.checkpoints.load()
 
@@ -98,6 +105,7 @@ class JobStore:
         for entry in self.checkpoints.index.values():
             if entry["status"] not in records.TERMINAL:
                 self.metrics.jobs_in_progress.labels(entry["process"]).inc()
+                self._unfinished_by_owner[entry.get("owner")] += 1
         if self.settings.retention_days > 0:
             asyncio.create_task(self._sweep_forever())
 
@@ -116,11 +124,17 @@ class JobStore:
 
     # -- the API's calls --------------------------------------------------------------
 
-    async def create(self, record: dict) -> dict:
+    async def create(self, record: dict, limit_applies: bool = True) -> dict:
         """Accept a new job (inputs already in storage): persist, index, launch."""
         self._ensure_started()
         if self._draining:
             raise Draining("the service is shutting down; submit the job again once it is back")
+        owner, cap = record.get("owner"), self.settings.jobs_in_progress_per_key
+        if cap and owner is not None and limit_applies and self._unfinished_by_owner[owner] >= cap:
+            raise TooManyJobs(
+                f"this key already has {cap} unfinished jobs (the limit); wait for some to finish"
+            )
+        self._unfinished_by_owner[owner] += 1
         job_id = record["uuid"]
         self.checkpoints.add(record)
         await self.checkpoints.persist(job_id)
@@ -429,6 +443,7 @@ class JobStore:
             asyncio.create_task(self._callback(job_id, callback_url))
 
     def _count_finished(self, record: dict) -> None:
+        self._unfinished_by_owner[record.get("owner")] -= 1
         process, status = record["process"], record["status"]
         self.metrics.jobs_finished.labels(process, status).inc()
         self.metrics.jobs_in_progress.labels(process).dec()

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     download_chunk_bytes: int = 1024**2
     """Downloads are streamed in chunks of this size (≥ 1 MiB measured 2× faster than 64 KiB)."""
 
+    requests_per_minute_per_key: int = 0
+    """Requests a key may make per minute (over that: 429 with Retry-After); 0 means no limit."""
+
+    jobs_in_progress_per_key: int = 0
+    """Unfinished jobs a non-admin key may have at once (over that: 429); 0 means no limit."""
+
     allow_scripts: bool = False
     """Accept `custom` jobs that run an uploaded Python script (off: 403)."""
 

@@ -16,7 +16,7 @@ from serve_app.job_request import build_config, parse_json_object
 from serve_app.models import JobDetails, JobList, JobShort
 from serve_app.multipart_stream import stream_form
 from tasks import records
-from tasks.jobstore import Draining
+from tasks.jobstore import Draining, TooManyJobs
 from tasks.processes import CUSTOM, script_entry_error
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
@@ -86,7 +86,7 @@ async def list_jobs(request: Request) -> Response:
 @router.post(
     "",
     response_model=JobShort,
-    responses=documented(400, 401, 403, 413, 422, 503),
+    responses=documented(400, 401, 403, 413, 422, 429, 503),
     openapi_extra=JOB_FORM_SCHEMA,
     dependencies=[Depends(require_role("submit"))],
     summary="Create a new job.",
@@ -119,7 +119,11 @@ async def create_job(request: Request) -> JobShort:
         await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
         raise
     try:
-        short = await state.store.call("create", record)
+        short = await state.store.call("create", record, authenticate(request).role != "admin")
+    except TooManyJobs as exc:
+        await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
+        reason = getattr(exc, "cause", None) or exc  # Ray wraps the actor's exception
+        raise ApiError(429, str(reason), {"Retry-After": "5"}) from None
     except Draining as exc:
         await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
         reason = getattr(exc, "cause", None) or exc  # Ray wraps the actor's exception
