@@ -30,6 +30,26 @@ API_KEY = "test-key-0123456789"
 CALLBACK_SECRET = "test-callback-secret"
 MAX_UPLOAD = 16 * 1024 * 1024
 
+# The metadata keys PiXYZ API clients read, in wire-compat.md's order.
+METADATA_KEYS = (
+    "aabb",
+    "part_count",
+    "material_count",
+    "brep_boundary",
+    "brep_body_count",
+    "mesh_boundary",
+    "mesh_edge_count",
+    "mesh_vertex_count",
+    "polygon_count",
+    "animation_count",
+    "variant_count",
+    "pmi_component_count",
+    "annotation_group_count",
+    "annotation_count",
+    "metadata_component_count",
+    "metadata_property_count",
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -5,26 +5,9 @@ import math
 
 import pytest
 
-from conftest import DATA, submit, wait_for
+from conftest import DATA, METADATA_KEYS, submit, wait_for
 
-SIXTEEN = {
-    "aabb",
-    "part_count",
-    "material_count",
-    "brep_boundary",
-    "brep_body_count",
-    "mesh_boundary",
-    "mesh_edge_count",
-    "mesh_vertex_count",
-    "polygon_count",
-    "animation_count",
-    "variant_count",
-    "pmi_component_count",
-    "annotation_group_count",
-    "annotation_count",
-    "metadata_component_count",
-    "metadata_property_count",
-}
+SIXTEEN = set(METADATA_KEYS)
 
 
 def run(client, file, params=None) -> dict:

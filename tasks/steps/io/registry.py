@@ -65,11 +65,7 @@ def reader_for(path: Path | str, requested: str | None = None) -> tuple[str, Rea
     extension = extension_of(path, requested)
     reader = readers().get(extension)
     if reader is None:
-        raise UnsupportedFormatError(
-            f"unsupported format '.{extension}'"
-            if extension
-            else f"unsupported format: '{Path(path).name}' has no extension"
-        )
+        raise _unsupported(path, extension)
     return extension, reader
 
 
@@ -78,12 +74,14 @@ def writer_for(path: Path | str, requested: str | None = None) -> tuple[str, Wri
     extension = extension_of(path, requested)
     writer = writers().get(extension)
     if writer is None:
-        raise UnsupportedFormatError(
-            f"unsupported format '.{extension}'"
-            if extension
-            else f"unsupported format: '{Path(path).name}' has no extension"
-        )
+        raise _unsupported(path, extension)
     return extension, writer
+
+
+def _unsupported(path: Path | str, extension: str) -> UnsupportedFormatError:
+    if extension:
+        return UnsupportedFormatError(f"unsupported format '.{extension}'")
+    return UnsupportedFormatError(f"unsupported format: '{Path(path).name}' has no extension")
 
 
 def _clean(extension: str) -> str:
