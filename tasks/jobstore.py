@@ -347,6 +347,8 @@ class JobStore:
                 "memory_bytes": self.settings.script_memory_bytes,
                 "file_bytes": self.settings.script_file_bytes,
                 "open_files": self.settings.script_open_files,
+                "processes": self.settings.script_processes,
+                "disk_bytes": self.settings.script_disk_bytes,
                 "network": self.settings.script_network,
             },
             "queue_options": {name: c.options for name, c in choices.items() if c.runnable},

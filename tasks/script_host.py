@@ -1,24 +1,107 @@
 """The child process a custom script runs in (`python -m tasks.script_host SPEC.json`).
 
-It builds the same ProgramContext built-in processes get, with progress sent to
-the parent worker as JSON lines on a pipe, calls the script's entry function,
-and writes `{"result": ...}` or `{"error", "traceback"}` to the result file.
+With a `sandbox` in the spec it first builds the sandbox (`tasks/sandbox_linux.py`):
+
+    script_host (new namespaces)  ->  init, PID 1 (file view, fresh /proc, reaps)
+                                        ->  the script (own uid, no capabilities)
+
+When init ends, the kernel kills every process left in the PID namespace, so
+nothing a script started outlives it. The script process builds the same
+ProgramContext built-in processes get, with progress sent to the parent worker
+as JSON lines on a pipe, calls the script's entry function, and writes
+`{"result": ...}` or `{"error", "traceback"}` to the result file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import runpy
+import signal
 import sys
 import traceback
 from pathlib import Path
 
+from tasks import sandbox_linux
 from tasks.context import ProgramContext
 
 
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
+    if not spec.get("sandbox"):
+        return run_script(spec)
+    sandbox = spec["sandbox"]
+    try:
+        processes_before = _processes_of(os.getuid())
+        sandbox_linux.unshare_namespaces(network=sandbox["network"], as_root=sandbox["as_root"])
+    except sandbox_linux.SandboxSetupError as exc:
+        return _refuse(
+            spec,
+            f"{exc.strerror}; custom scripts need Linux namespaces: run the workers as root "
+            "or allow unprivileged user namespaces",
+        )
+    init = os.fork()
+    if init == 0:
+        os._exit(_init(spec, sandbox, processes_before))
+    _, status = os.waitpid(init, 0)
+    return _pass_on(os.waitstatus_to_exitcode(status))
+
+
+def _init(spec: dict, sandbox: dict, processes_before: int) -> int:
+    """PID 1 of the sandbox: build its file view, start the script, reap until it ends."""
+    try:
+        sandbox_linux.prctl(sandbox_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        sandbox_linux.build_view(sandbox_linux.FileView(**sandbox["view"]))
+        sandbox_linux.mount_fresh_proc()
+    except (sandbox_linux.SandboxSetupError, OSError) as exc:
+        return _refuse(spec, f"cannot build the script sandbox: {exc}")
+    script = os.fork()
+    if script == 0:
+        try:
+            sandbox_linux.prctl(sandbox_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+            sandbox_linux.drop_to(sandbox["uid"])
+            sandbox_linux.deny_syscalls()
+            # A per-job uid owns no other process; without one, count the worker's own.
+            allowed = sandbox["processes"] + (0 if sandbox["uid"] is not None else processes_before)
+            resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
+        except OSError as exc:
+            os._exit(_refuse(spec, f"cannot drop the script's privileges: {exc}"))
+        code = run_script(spec)
+        sys.stdout.flush()
+        os._exit(code)
+    while True:
+        pid, status = os.wait()
+        if pid == script:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code  # PID 1 cannot kill itself with a signal
+
+
+def _pass_on(code: int) -> int:
+    """End like the script did: by the same signal when init reported one (128 + n)."""
+    if code > 128 and code - 128 in (signal.SIGKILL, signal.SIGXCPU, signal.SIGXFSZ):
+        signal.signal(code - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), code - 128)
+    return code
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+def _refuse(spec: dict, message: str) -> int:
+    Path(spec["result_path"]).write_text(json.dumps({"error": f"SandboxError: {message}"}))
+    return 0
+
+
+def run_script(spec: dict) -> int:
     events = os.fdopen(int(os.environ["PIXYZ_EVENTS_FD"]), "w", buffering=1, encoding="utf-8")
 
     def report(kind: str, payload: dict) -> None:

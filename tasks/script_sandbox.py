@@ -1,18 +1,27 @@
 """Running an uploaded `custom` script: a child process with limits, and nothing to steal.
 
-The child (`tasks/script_host.py`) gets a clean environment (no storage or
-cloud credentials, no PIXYZ_* settings), its job's scratch folder as its home
-and working directory, and these limits, each named in the job's error when
-hit: CPU seconds (the job's time limit), address space, size of any file it
-writes, open files, and no network (a fresh network namespace with only a
-downed loopback; refused, not silently skipped, where the host does not allow
-it). It dies with the worker (cancel, time limit, crash). Progress comes back
-as JSON lines on a pipe; the result as a JSON file.
+The child (`tasks/script_host.py`) runs in its own mount, PID, IPC and network
+namespaces (`tasks/sandbox_linux.py`; inside a user namespace when the worker is
+not root). What it can reach:
+
+- files: its job's scratch folder (inputs, outputs, script) is the only writable
+  place; the system temp folders, the scratch root (other jobs), a local storage
+  folder, Ray's session folder and the home folders are empty; every other mount
+  is read-only. The Python installation stays readable.
+- processes: only its own (a fresh `/proc`), run as a user id of its own (a
+  per-job uid from `SCRIPT_UIDS` when the worker is root), with no capabilities.
+- secrets: none; a clean environment (no storage or cloud credentials, no
+  PIXYZ_* settings).
+- limits, each named in the job's error when hit: CPU seconds (the job's time
+  limit), address space, size of any file, bytes written in all (checked twice a
+  second), open files, processes, no network unless the operator allows it.
+
+It dies with the worker (cancel, time limit, crash), and everything it started
+dies with it. Progress comes back as JSON lines on a pipe; the result as a JSON file.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -20,15 +29,20 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks import sandbox_linux
+
 logger = logging.getLogger(__name__)
 
-_CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG = 1
+# Scripts of a root worker run as uid/gid SCRIPT_UIDS.start + (job id mod its length).
+SCRIPT_UIDS = range(200_000, 265_536)
+_DISK_CHECK_SECONDS = 0.5
 
 
 class ScriptError(RuntimeError):
@@ -41,6 +55,8 @@ class ScriptLimits:
     memory_bytes: int = 4 * 1024**3
     file_bytes: int = 4 * 1024**3
     open_files: int = 1024
+    processes: int = 64
+    disk_bytes: int = 8 * 1024**3
     network: bool = False
 
 
@@ -50,6 +66,9 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
     storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
     time_limit = spec["info"]["time_limit"]
     limits = ScriptLimits(cpu_seconds=max(1, int(time_limit) + 1), **spec.get("script_limits", {}))
+    as_root = os.geteuid() == 0
+    uid = SCRIPT_UIDS.start + int(spec["job_id"][:8], 16) % len(SCRIPT_UIDS) if as_root else None
+    (work / "tmp").mkdir(exist_ok=True)
     host_spec = {
         "script": str(script_path),
         "entrypoint": spec["entrypoint"],
@@ -60,13 +79,23 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
         "output_dir": pc.get_output_dir(),
         "info": spec["info"],
         "result_path": str(work / "script-result.json"),
+        "sandbox": {
+            "uid": uid,
+            "as_root": as_root,
+            "network": limits.network,
+            "processes": limits.processes,
+            "view": asdict(_file_view(work, storage)),
+        },
     }
     spec_path = work / "script-spec.json"
     spec_path.write_text(json.dumps(host_spec))
+    if uid is not None:
+        _chown_tree(work, uid)
     read_fd, write_fd = os.pipe()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(work),
+        "TMPDIR": str(work / "tmp"),
         "LANG": "C.UTF-8",
         "PIXYZ_EVENTS_FD": str(write_fd),
         # one thread per numeric library: the CPU limit counts every thread's time
@@ -83,29 +112,118 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
             stderr=subprocess.STDOUT,
             preexec_fn=lambda: _enter_sandbox(limits),
         )
-    except subprocess.SubprocessError as exc:
+    except (subprocess.SubprocessError, OSError) as exc:
         raise ScriptError(f"cannot start the script sandbox: {exc}") from None
     finally:
         os.close(write_fd)
     forwarder = threading.Thread(target=_forward_events, args=(read_fd, report), daemon=True)
     forwarder.start()
     log_tail = _tail(proc.stdout, 20_000)
+    over_disk = _watch_disk(proc, work, limits.disk_bytes)
     try:
         proc.wait(timeout=time_limit)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _kill_group(proc)
         raise ScriptError(f"time limit of {time_limit:g} s exceeded") from None
+    finally:
+        _kill_group(proc)  # whatever the script left running dies with it
     forwarder.join(timeout=5)
+    if over_disk.is_set():
+        raise ScriptError(
+            f"the script wrote more than its disk limit of {limits.disk_bytes >> 20} MiB"
+        )
     result_path = Path(host_spec["result_path"])
     if not result_path.exists():
         raise ScriptError(_death_reason(proc.returncode, limits) + f": {log_tail()[-2000:]}")
     answer = json.loads(result_path.read_text())
     if "error" in answer:
-        hint = f" (the script's memory limit is {limits.memory_bytes >> 20} MiB)"
-        message = answer["error"] + (hint if answer["error"].startswith("MemoryError") else "")
-        raise ScriptError(message + "\n" + answer.get("traceback", ""))
+        raise ScriptError(
+            answer["error"] + _hint(answer["error"], limits) + "\n" + answer.get("traceback", "")
+        )
     return answer["result"]
+
+
+def _hint(error: str, limits: ScriptLimits) -> str:
+    if error.startswith("MemoryError"):
+        return f" (the script's memory limit is {limits.memory_bytes >> 20} MiB)"
+    if error.startswith("BlockingIOError") and "Errno 11" in error:
+        return f" (the script may run at most {limits.processes} processes)"
+    return ""
+
+
+def _file_view(work: Path, storage) -> sandbox_linux.FileView:
+    """Hide the places other jobs and the service keep files; keep Python readable."""
+    hidden = ["/tmp", "/var/tmp", "/dev/shm", "/root", "/home", str(Path.home())]
+    hidden += [tempfile.gettempdir(), str(work.parent)]
+    if storage.is_local:
+        hidden.append(storage.root)
+    ray_temp = _ray_temp_dir()
+    if ray_temp:
+        hidden.append(ray_temp)
+    readable = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    package = Path(__file__).resolve().parent
+    if not any(package.is_relative_to(os.path.realpath(prefix)) for prefix in readable):
+        # A source checkout (editable install): show the `tasks` package, not the checkout.
+        hidden.append(str(package.parent))
+        readable.add(str(package))
+    return sandbox_linux.FileView(
+        hidden=sorted({os.path.realpath(h) for h in hidden}),
+        keep_writable=[os.path.realpath(work)],
+        keep_readonly=sorted(os.path.realpath(r) for r in readable),
+    )
+
+
+def _ray_temp_dir() -> str | None:
+    try:
+        import ray
+
+        return ray._private.worker.global_worker.node.get_temp_dir_path()
+    except Exception:  # not in a Ray worker (tests of the sandbox alone): nothing to hide
+        return None
+
+
+def _chown_tree(folder: Path, uid: int) -> None:
+    os.chown(folder, uid, uid)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def _watch_disk(proc: subprocess.Popen, work: Path, limit: int) -> threading.Event:
+    """Kill the script when its scratch folder grows by more than `limit` bytes."""
+    over = threading.Event()
+    baseline = _usage(work)
+
+    def watch():
+        while proc.poll() is None:
+            if _usage(work) - baseline > limit:
+                over.set()
+                _kill_group(proc)
+                return
+            time.sleep(_DISK_CHECK_SECONDS)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return over
+
+
+def _usage(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass  # deleted while we looked
+    return total
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the sandbox's process group; its PID namespace takes every other process with it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def _death_reason(returncode: int, limits: ScriptLimits) -> str:
@@ -119,22 +237,18 @@ def _death_reason(returncode: int, limits: ScriptLimits) -> str:
 
 
 def _enter_sandbox(limits: ScriptLimits) -> None:
-    """In the child, before exec: die with the worker, own session, limits, no network."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    """In the child, before exec: die with the worker, own session, limits.
+
+    The namespaces are entered by `tasks/script_host.py` itself, where a refusal
+    can be reported in words (an exception here only says "preexec_fn failed").
+    """
+    sandbox_linux.prctl(sandbox_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if not limits.network and libc.unshare(_CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(
-            errno,
-            f"cannot cut the script off the network ({os.strerror(errno)}); "
-            "the operator can allow network access with PIXYZ_SCRIPT_NETWORK=true",
-        )
 
 
 def _forward_events(read_fd: int, report) -> None:

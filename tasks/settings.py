@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     script_open_files: int = 1024
     """Open-file limit of a custom script's process."""
 
+    script_processes: int = 64
+    """Processes (and threads) a custom script may run at once; a fork bomb stops there."""
+
+    script_disk_bytes: int = 8 * 1024**3
+    """Bytes a custom script may write into its scratch folder in all (checked twice a second)."""
+
     script_network: bool = False
     """Let custom scripts use the network (off: they run in an empty network namespace)."""
 

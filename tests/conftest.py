@@ -111,6 +111,7 @@ def service(ray_cluster, tmp_path_factory) -> Service:
         "max_upload_bytes": MAX_UPLOAD,
         "upload_chunk_bytes": 1024 * 1024,
         "script_file_bytes": 64 * 1024 * 1024,
+        "script_disk_bytes": 256 * 1024 * 1024,
     }
     start_serve("127.0.0.1", port)
     serve.run(app_builder(args), name=APP_NAME, route_prefix="/")
