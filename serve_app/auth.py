@@ -159,15 +159,21 @@ async def require_key(request: Request, _key: str | None = Depends(api_key_heade
     return authenticate(request)
 
 
+def check_role(request: Request, role: str) -> Principal:
+    """The caller's Principal if its role allows `role`: 401 without a valid key, else 403."""
+    principal = authenticate(request)
+    if not principal.can(role):
+        raise ApiError(
+            403, f"this key's role '{principal.role}' does not allow this (needs '{role}')"
+        )
+    return principal
+
+
 def require_role(role: str):
     """Dependency: a key whose role allows `role` (403 otherwise)."""
 
-    async def check(principal: Principal = Depends(require_key)) -> Principal:  # noqa: B008 (FastAPI's idiom)
-        if not principal.can(role):
-            raise ApiError(
-                403, f"this key's role '{principal.role}' does not allow this (needs '{role}')"
-            )
-        return principal
+    async def check(request: Request, _principal: Principal = Depends(require_key)) -> Principal:  # noqa: B008 (FastAPI's idiom)
+        return check_role(request, role)
 
     return check
 

@@ -2,7 +2,8 @@
 
 It takes the API key, or instead a valid `X-Pixyz-Signature` (so the service's
 own signed callbacks reach it), logs the body and keeps the last ones for
-`GET /dev/callback`.
+`GET /dev/callback`. Those are the final details of whichever jobs named this
+receiver, whoever created them, so reading them back needs an admin key.
 """
 
 import json
@@ -10,7 +11,7 @@ import logging
 
 from fastapi import APIRouter, Depends, Request
 
-from serve_app.auth import check_key, require_key
+from serve_app.auth import check_key, require_role
 from serve_app.errors import ApiError, documented
 from tasks.callbacks import SIGNATURE_HEADER, verify
 
@@ -61,9 +62,9 @@ async def callback(request: Request) -> dict:
 
 @router.get(
     "/callback",
-    dependencies=[Depends(require_key)],
-    responses=documented(401),
-    summary="The last callbacks this replica received (development only).",
+    dependencies=[Depends(require_role("admin"))],
+    responses=documented(401, 403),
+    summary="The last callbacks this replica received (development only; admin keys).",
 )
 async def callbacks_received(request: Request) -> dict:
     return {"callbacks": request.app.state.callbacks_received}

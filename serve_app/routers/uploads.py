@@ -9,30 +9,33 @@ import uuid as uuid_lib
 from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 
-from serve_app.auth import check_key, require_key, require_role
+from serve_app.auth import check_role, require_key, require_role
 from serve_app.errors import ApiError, documented
 from serve_app.models import UploadRequest, UploadTicket
 from serve_app.multipart_stream import safe_filename
 
+ROLE = "submit"
+
 
 class KeyBeforeBodyRoute(APIRoute):
-    """Checks the key before FastAPI parses a declared body, so a keyless call is a 401, never a 400/422."""
+    """Checks the key and its role before FastAPI parses a declared body, so a keyless
+    call is a 401 and a `read` key's a 403, never a 400/422."""
 
     def get_route_handler(self):
         handler = super().get_route_handler()
 
         async def key_first(request: Request):
-            check_key(request)
+            check_role(request, ROLE)
             return await handler(request)
 
         return key_first
 
 
-# `require_key` stays as the dependency too: it is what declares the key in the OpenAPI schema.
+# The dependencies stay too: they are what declares the key in the OpenAPI schema.
 router = APIRouter(
     prefix="/uploads",
     tags=["uploads"],
-    dependencies=[Depends(require_key), Depends(require_role("submit"))],
+    dependencies=[Depends(require_key), Depends(require_role(ROLE))],
     route_class=KeyBeforeBodyRoute,
 )
 
