@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import ray
 
+from tasks.scratch import scratch_folder
 from tasks.storage import Storage
 
 # Already-compressed outputs gain nothing from deflate and cost CPU.
@@ -17,7 +17,7 @@ _STORED = (".png", ".jpg", ".jpeg", ".zip", ".glb", ".usdz", ".ktx2", ".gz", ".w
 @ray.remote(num_cpus=0.25, max_retries=1)
 def build_archive(storage: Storage, job_id: str, outputs: list[str]) -> int:
     """Write `jobs/<id>/archive.zip`; returns its size. Readers never see a partial file."""
-    with tempfile.TemporaryDirectory(prefix="pixyz-archive-") as tmp:
+    with scratch_folder("archive") as tmp:
         local = os.path.join(tmp, "archive.zip")
         with zipfile.ZipFile(local, "w", allowZip64=True) as zf:
             for rel in outputs:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import ray
 from ray import exceptions as ray_errors
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tasks import callbacks, records
 from tasks.archive_builder import build_archive
@@ -30,6 +31,7 @@ from tasks.metrics import ServiceMetrics
 from tasks.processes import discover
 from tasks.queues import QueueChoice, choose_queues, escalate
 from tasks.runner import run_job
+from tasks.scratch import sweep_after
 from tasks.settings import Settings
 from tasks.storage import Storage
 
@@ -81,6 +83,7 @@ class JobStore:
         self.jobs = self.checkpoints.jobs  # uuid -> full record (the same dict)
         self._refs: dict[str, ray.ObjectRef] = {}
         self._deadlines: dict[str, float] = {}
+        self._workers: dict[str, tuple[str, int]] = {}  # job -> (node id, pid) of its runner
         self._slots: dict[str, str] = {}  # running job -> the queue whose slot it holds
         self._waiting: dict[str, deque[str]] = {}  # queue -> jobs waiting for a slot
         self._draining = False
@@ -181,7 +184,7 @@ class JobStore:
         if record["status"] not in records.TERMINAL:
             ref = self._refs.get(job_id)
             if ref is not None:
-                ray.cancel(ref, force=True, recursive=True)
+                self._kill(job_id, ref)
             await self._finish(
                 job_id, records.REVOKED, error="job cancelled at the client's request"
             )
@@ -251,6 +254,8 @@ class JobStore:
             record["status"] = status
             if status == records.RECEIVED:
                 record["node"] = payload.get("node_id")
+                if payload.get("pid"):
+                    self._workers[job_id] = (payload["node_id"], payload["pid"])
                 record["time_info"]["started"] = records.now_iso()
                 self._deadlines[job_id] = time.monotonic() + record["time_limit"]
         elif kind == "step":
@@ -373,7 +378,7 @@ class JobStore:
             if done:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                ray.cancel(ref, force=True, recursive=True)
+                self._kill(job_id, ref)
                 limit = record["time_limit"]
                 await self._finish(
                     job_id,
@@ -403,8 +408,24 @@ class JobStore:
             tb=outcome.get("traceback"),
         )
 
+    def _kill(self, job_id: str, ref: ray.ObjectRef) -> None:
+        """Kill a job's runner (and its child tasks); its scratch folder is swept after."""
+        ray.cancel(ref, force=True, recursive=True)
+        self._sweep_scratch(job_id)
+
+    def _sweep_scratch(self, job_id: str) -> None:
+        """A runner that was killed could not remove its scratch folder: do it on its node."""
+        worker = self._workers.pop(job_id, None)
+        if worker is None:
+            return
+        node_id, pid = worker
+        sweep_after.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True)
+        ).remote(self.settings.scratch_dir or None, pid)
+
     async def _crashed(self, job_id: str, exc: Exception) -> None:
         record = self.jobs[job_id]
+        self._sweep_scratch(job_id)
         first_sentence = str(exc).split(". ")[0].splitlines()[0][:200] if str(exc) else ""
         reason = f"{type(exc).__name__}: {first_sentence}".rstrip(": ")
         self._deadlines.pop(job_id, None)
@@ -435,6 +456,7 @@ class JobStore:
         record["time_info"]["stopped"] = records.now_iso()
         self._refs.pop(job_id, None)
         self._deadlines.pop(job_id, None)
+        self._workers.pop(job_id, None)
         self._report_order.pop((job_id, record["attempt"]), None)
         self._release_slot(job_id)
         self.checkpoints.changed(job_id)

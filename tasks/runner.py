@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 import traceback
@@ -25,6 +23,7 @@ from tasks import records
 from tasks.archive import ArchiveError, find_root_file, is_archive, safe_extract
 from tasks.context import ProgramContext
 from tasks.processes import ProcessSpec, load_module
+from tasks.scratch import scratch_folder
 from tasks.script_sandbox import ScriptError, run_script
 from tasks.storage import Storage
 from tasks.subtasks import SubTasks
@@ -60,17 +59,16 @@ def run_job(spec: dict) -> dict:
     storage: Storage = spec["storage"]
     job_id = spec["job_id"]
     report = Reporter(spec["store"], job_id, spec["attempt"])
-    scratch_root = spec.get("scratch_dir") or None
-    if scratch_root:
-        os.makedirs(scratch_root, exist_ok=True)
     report(
-        "status", {"status": records.RECEIVED, "node_id": ray.get_runtime_context().get_node_id()}
+        "status",
+        {
+            "status": records.RECEIVED,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+        },
     )
-    work = Path(tempfile.mkdtemp(prefix=f"pixyz-{job_id[:8]}-", dir=scratch_root))
-    try:
+    with scratch_folder(job_id[:8], spec.get("scratch_dir") or None) as work:
         outcome = _run_in(work, spec, storage, report)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     report.flush()
     return outcome
 

@@ -29,7 +29,6 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -154,7 +153,7 @@ def _hint(error: str, limits: ScriptLimits) -> str:
 def _file_view(work: Path, storage) -> sandbox_linux.FileView:
     """Hide the places other jobs and the service keep files; keep Python readable."""
     hidden = ["/tmp", "/var/tmp", "/dev/shm", "/root", "/home", str(Path.home())]
-    hidden += [tempfile.gettempdir(), str(work.parent)]
+    hidden += [os.environ.get("TMPDIR", "/tmp"), str(work.parent)]
     if storage.is_local:
         hidden.append(storage.root)
     ray_temp = _ray_temp_dir()

@@ -101,9 +101,12 @@ def service(ray_cluster, tmp_path_factory) -> Service:
     from tasks.settings import hash_key
 
     storage = tmp_path_factory.mktemp("storage")
+    scratch = tmp_path_factory.mktemp("scratch")
+    started = time.time()
     port = free_port()
     args = {
         "storage": str(storage),
+        "scratch_dir": str(scratch),
         "api_key_sha256": [hash_key(API_KEY)],
         "allow_scripts": True,
         "process_path": str(TEST_PROCESSES),
@@ -117,10 +120,38 @@ def service(ray_cluster, tmp_path_factory) -> Service:
     serve.run(app_builder(args), name=APP_NAME, route_prefix="/")
     from tasks.settings import Settings
 
-    yield Service(
+    service = Service(
         url=f"http://127.0.0.1:{port}", key=API_KEY, storage=storage, settings=Settings(**args)
     )
+    yield service
+    leftovers = left_behind(service, started)
     serve.shutdown()
+    assert not leftovers, f"temporary files left behind after the test run: {leftovers}"
+
+
+def left_behind(service: Service, since: float, wait: float = 30) -> list[str]:
+    """Cancel what still runs, then list what jobs left in the scratch and temp folders."""
+    from tasks.scratch import _NAME, _alive
+
+    with service.client() as c:
+        for job in c.get("/jobs").json()["jobs"]:
+            if job["status"] not in FINAL:
+                c.delete(f"/jobs/{job['uuid']}")
+    scratch = Path(service.settings.scratch_dir)
+    temp = Path(tempfile.gettempdir())
+    deadline = time.monotonic() + wait
+    while True:
+        found = [str(p) for p in scratch.iterdir()]
+        # Elsewhere in the temp folder: scratch folders of dead workers, or step temp folders.
+        for p in temp.iterdir():
+            match = _NAME.match(p.name)
+            if match and not _alive(int(match["pid"])):
+                found.append(str(p))
+            elif p.name.startswith(("glb-", "fbx-", "usdz-")) and p.stat().st_mtime >= since:
+                found.append(str(p))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 @pytest.fixture()

@@ -1,6 +1,7 @@
 """A job's life: progress, failures with reasons, time limits, cancellation, crashes and retries."""
 
 import time
+from pathlib import Path
 
 from conftest import CALLBACK_SECRET, submit, wait_for
 
@@ -153,3 +154,26 @@ def test_a_process_can_fan_out_child_tasks_that_show_as_children_and_steps(clien
     meta = client.get(f"/backend/get_task_meta/{job['uuid']}").json()
     assert len(meta["children"]) == 4
     assert any("[gpu]" in c["info"] for c in meta["children"])
+
+
+def test_no_scratch_folder_outlives_its_job(client, service):
+    """Success, failure, a crashed worker, time limit and cancel: each job's folder goes,
+    without waiting for another job to start on the node (each case runs alone)."""
+    scratch = Path(service.settings.scratch_dir)
+
+    def gone(job) -> bool:
+        wait_for(client, job["uuid"], timeout=90)
+        deadline = time.monotonic() + 15
+        while list(scratch.glob(f"pixyz-{job['uuid'][:8]}-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not list(scratch.glob(f"pixyz-{job['uuid'][:8]}-*"))
+
+    assert gone(submit(client, "api_test"))
+    assert gone(submit(client, "custom", script="def main(pc, params):\n    raise ValueError\n"))
+    assert gone(submit(client, "crash_once"))
+    assert gone(submit(client, "sleep", params={"duration": 60}, config={"time_limit": 2}))
+    cancelled = submit(client, "sleep", params={"duration": 60})
+    wait_for(client, cancelled["uuid"], statuses=("RUNNING",))
+    assert list(scratch.glob(f"pixyz-{cancelled['uuid'][:8]}-*"))
+    client.delete(f"/jobs/{cancelled['uuid']}")
+    assert gone(cancelled)

@@ -45,7 +45,7 @@ def main(pc, params):
         "found": found,
         "pids": sorted(environs),
         "environs": environs,
-        "tmp": os.listdir("/tmp"),
+        "scratch": os.listdir(params["scratch"]) if "scratch" in params else None,
         "uid": os.getuid(),
     }
 """
@@ -75,17 +75,26 @@ def test_a_script_cannot_read_another_jobs_input_or_the_storage(client, service,
     other = submit(client, "custom", file=secret, script=SLEEPER, params={"seconds": 30})
     wait_for(client, other["uuid"], statuses=("STARTED", "RUNNING"))
     # From outside the sandbox the other job's input is there, in its scratch and the storage.
-    scratch_copy = glob.glob(f"/tmp/pixyz-{other['uuid'][:8]}-*/inputs/secret.txt")
+    scratch_copy = glob.glob(
+        f"{service.settings.scratch_dir}/pixyz-{other['uuid'][:8]}-*/inputs/secret.txt"
+    )
     stored = glob.glob(f"{service.storage}/**/{other['uuid']}/**/secret.txt", recursive=True)
     assert scratch_copy and stored
-    targets = [*scratch_copy, *stored, "/tmp/pixyz-*/inputs/*", f"{service.storage}/**/*.txt"]
-    probe = submit(client, "custom", script=PROBE, params={"targets": targets})
+    targets = [
+        *scratch_copy,
+        *stored,
+        f"{service.settings.scratch_dir}/pixyz-*/inputs/*",
+        f"{service.storage}/**/*.txt",
+    ]
+    params = {"targets": targets, "scratch": service.settings.scratch_dir}
+    probe = submit(client, "custom", script=PROBE, params=params)
     state = wait_for(client, probe["uuid"])
     assert state["status"] == "SUCCESS", state
     result = details(client, probe["uuid"])["result"]
     assert result["found"] == {}
-    # Its /tmp shows its own scratch folder only.
-    assert len(result["tmp"]) == 1 and result["tmp"][0].startswith(f"pixyz-{probe['uuid'][:8]}-")
+    # The scratch root shows its own folder only.
+    assert len(result["scratch"]) == 1
+    assert result["scratch"][0].startswith(f"pixyz-{probe['uuid'][:8]}-")
     client.delete(f"/jobs/{other['uuid']}")
 
 
@@ -114,7 +123,7 @@ def test_a_script_sees_no_secrets_in_files_processes_or_environment(client):
     assert result["uid"] != 0
 
 
-def test_a_script_can_write_nowhere_but_its_scratch_folder(client, tmp_path):
+def test_a_script_can_write_nowhere_but_its_scratch_folder(client, service):
     script = """
 import os, tempfile
 def main(pc, params):
@@ -135,7 +144,7 @@ def main(pc, params):
     assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
     result = details(client, job["uuid"])["result"]
     assert all(result["refused"].values()), result["refused"]
-    assert result["tmpdir"].startswith("/tmp/pixyz-")
+    assert result["tmpdir"].startswith(f"{service.settings.scratch_dir}/pixyz-")
     assert not glob.glob("/tmp/pixyz-escape.txt") and not Path(repo, "pixyz-escape.txt").exists()
 
 
@@ -178,7 +187,7 @@ def main(pc, params):
     assert sandbox_processes() == []
 
 
-def test_filling_the_disk_stops_at_the_scratch_limit(client):
+def test_filling_the_disk_stops_at_the_scratch_limit(client, service):
     # The test service allows 256 MiB in all and 64 MiB per file (conftest).
     script = """
 def main(pc, params):
@@ -193,7 +202,7 @@ def main(pc, params):
     assert state["status"] == "FAILURE"
     assert "disk limit of 256 MiB" in state["error"]
     assert wait_for(client, healthy["uuid"])["status"] == "SUCCESS"
-    assert not glob.glob(f"/tmp/pixyz-{job['uuid'][:8]}-*")
+    assert not glob.glob(f"{service.settings.scratch_dir}/pixyz-{job['uuid'][:8]}-*")
 
 
 def test_cancelling_a_script_kills_everything_it_started(client):
