@@ -65,7 +65,7 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
     storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
     time_limit = spec["info"]["time_limit"]
     limits = ScriptLimits(cpu_seconds=max(1, int(time_limit) + 1), **spec.get("script_limits", {}))
-    as_root = os.geteuid() == 0
+    as_root = _worker_is_root()
     uid = SCRIPT_UIDS.start + int(spec["job_id"][:8], 16) % len(SCRIPT_UIDS) if as_root else None
     (work / "tmp").mkdir(exist_ok=True)
     host_spec = {
@@ -140,6 +140,11 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
             answer["error"] + _hint(answer["error"], limits) + "\n" + answer.get("traceback", "")
         )
     return answer["result"]
+
+
+def _worker_is_root() -> bool:
+    """Root workers give each script its own uid; others sandbox it in a user namespace."""
+    return os.geteuid() == 0
 
 
 def _hint(error: str, limits: ScriptLimits) -> str:
