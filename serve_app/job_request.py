@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import httpx
+
 from serve_app.errors import ApiError
+from tasks import callbacks
 from tasks.processes import QUEUES, ProcessSpec
 
 IGNORED_CONFIG_KEYS = ("script", "data", "uuid", "shadow")
@@ -71,7 +75,15 @@ def _depth(value, level: int = 1) -> int:
     return max((_depth(child, level + 1) for child in children), default=level)
 
 
-def build_config(raw: dict, process: ProcessSpec, default_time_limit: float) -> JobConfig:
+def build_config(
+    raw: dict,
+    process: ProcessSpec,
+    default_time_limit: float,
+    *,
+    callback_allowed_networks: Sequence[str] = (),
+) -> JobConfig:
+    """`callback_allowed_networks`: the operator's `PIXYZ_CALLBACK_ALLOWED_NETWORKS`
+    (without them, a callback URL naming a non-public IP address is refused)."""
     config = JobConfig(queue=process.queue, time_limit=default_time_limit)
     for key, value in raw.items():
         if key in IGNORED_CONFIG_KEYS:
@@ -105,7 +117,24 @@ def build_config(raw: dict, process: ProcessSpec, default_time_limit: float) -> 
         elif key == "callback_url":
             if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
                 raise ApiError(400, f"config.callback_url must be an http(s) URL, got {value!r}")
+            _check_callback_address(value, callback_allowed_networks)
             config.callback_url = value
         else:
             config.extra[key] = value
     return config
+
+
+def _check_callback_address(url: str, allowed_networks: Sequence[str]) -> None:
+    """400 when the URL's host is an IP address callbacks may not reach (SSRF).
+
+    Only IP literals are judged here, without DNS: a hostname is resolved and
+    checked when the callback is delivered (tasks/callbacks.py says why).
+    """
+    try:
+        problem = callbacks.literal_refusal(url, callbacks.parse_networks(allowed_networks))
+    except httpx.InvalidURL as exc:
+        raise ApiError(400, f"config.callback_url is not a valid URL ({exc}): {url!r}") from None
+    if problem:
+        raise ApiError(
+            400, f"config.callback_url {url!r} is refused: {problem}. {callbacks.ONLY_PUBLIC}"
+        )

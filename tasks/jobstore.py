@@ -485,6 +485,7 @@ class JobStore:
             records.details(record),
             secret=self.settings.callback_secret,
             attempts=self.settings.callback_attempts,
+            allowed_networks=self.settings.callback_allowed_networks,
         )
         record["callback"] = outcome
         self.checkpoints.changed(job_id)

@@ -9,11 +9,14 @@ a plain dict (`settings.model_dump()`), so one cluster never mixes two configs.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tasks.callbacks import parse_networks
 
 
 def hash_key(plain: str) -> str:
@@ -95,6 +98,11 @@ class Settings(BaseSettings):
     callback_attempts: int = 5
     """Delivery attempts per callback (exponential backoff from 0.5 s)."""
 
+    callback_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Networks (CIDR, e.g. `10.20.0.0/16`, `fd00::/8`) that completion callbacks may reach although
+    they are loopback, private, link-local or otherwise not public. Empty (the default): callbacks
+    go to public addresses only. Env: comma-separated, or a JSON list."""
+
     namespace: str = "pixyz"
     """Ray namespace of the JobStore actor and the Serve application."""
 
@@ -148,6 +156,24 @@ class Settings(BaseSettings):
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"not a SHA-256 hex digest: {digest[:12]}...")
         return hashes
+
+    @field_validator("callback_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list of CIDR networks: {exc}") from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("callback_allowed_networks", mode="after")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        return [str(network) for network in parse_networks(value)]
 
     @model_validator(mode="after")
     def _hash_plain_key(self) -> Settings:

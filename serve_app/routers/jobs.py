@@ -160,7 +160,12 @@ def _validate(state, job_id: str, form, principal) -> dict:
     if spec is None:
         known = ", ".join(sorted(processes))
         raise ApiError(400, f"unknown process '{process_name}'; available: {known}")
-    config = build_config(raw_config, spec, settings.default_time_limit)
+    config = build_config(
+        raw_config,
+        spec,
+        settings.default_time_limit,
+        callback_allowed_networks=settings.callback_allowed_networks,
+    )
 
     warnings = list(config.warnings)
     if script is not None:
