@@ -15,9 +15,11 @@ _STORED = (".png", ".jpg", ".jpeg", ".zip", ".glb", ".usdz", ".ktx2", ".gz", ".w
 
 
 @ray.remote(num_cpus=0.25, max_retries=1)
-def build_archive(storage: Storage, job_id: str, outputs: list[str]) -> int:
+def build_archive(
+    storage: Storage, job_id: str, outputs: list[str], scratch_dir: str | None = None
+) -> int:
     """Write `jobs/<id>/archive.zip`; returns its size. Readers never see a partial file."""
-    with scratch_folder("archive") as tmp:
+    with scratch_folder("archive", scratch_dir) as tmp:
         local = os.path.join(tmp, "archive.zip")
         with zipfile.ZipFile(local, "w", allowZip64=True) as zf:
             for rel in outputs:

@@ -210,7 +210,9 @@ class JobStore:
     async def _build_archive(self, job_id: str) -> None:
         record = self.jobs[job_id]
         try:
-            size = await build_archive.remote(self.storage, job_id, record["outputs"])
+            size = await build_archive.remote(
+                self.storage, job_id, record["outputs"], self.settings.scratch_dir or None
+            )
             record["archive"] = "ready"
             logger.info("job %s: archive built (%d bytes)", job_id, size)
         except Exception:
