@@ -58,12 +58,22 @@ def parse_json_object(text: str | None, field_name: str) -> dict:
         raise ApiError(
             400, f"'{field_name}' is nested too deeply (limit {MAX_JSON_DEPTH} levels)"
         ) from None
+    except ValueError:  # int() refuses numbers past sys.get_int_max_str_digits() (4300)
+        raise ApiError(
+            400, f"'{field_name}' is not valid JSON: a number has too many digits"
+        ) from None
     if _depth(value) > MAX_JSON_DEPTH:
         raise ApiError(400, f"'{field_name}' is nested too deeply (limit {MAX_JSON_DEPTH} levels)")
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ApiError(400, f"'{field_name}' must be a JSON object, not {type(value).__name__}")
+    try:  # a lone surrogate escape ("\ud800") parses, then breaks every UTF-8 response about the job
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, f"'{field_name}' is not valid JSON: a \\u escape is half of a surrogate pair"
+        ) from None
     return value
 
 

@@ -17,7 +17,7 @@ from typing import IO
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from serve_app.errors import ApiError
 
@@ -132,6 +132,12 @@ async def stream_form(
         if part is not None:
             raise ApiError(
                 400, "malformed multipart body: it ended inside a part (truncated upload?)"
+            )
+        if parser.state != MultipartState.END:
+            # cut between parts or inside a part's headers: the fields so far look complete
+            raise ApiError(
+                400,
+                "malformed multipart body: it ended before the closing boundary (truncated upload?)",
             )
     finally:
         for writer in writers:

@@ -22,7 +22,7 @@ from tasks.processes import CUSTOM, script_entry_error
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
 
 MAX_SCRIPT_BYTES = 1024 * 1024
-_UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}/[^/\\]+$")
+_UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}/(?!\.\.?$)[^/\\\x00-\x1f\x7f]+$")
 
 JOB_FORM_SCHEMA = {
     "requestBody": {

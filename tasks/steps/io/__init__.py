@@ -49,14 +49,15 @@ def load(path: Path | str, options: LoadOptions | None = None) -> Scene:
     started = time.perf_counter()
     try:
         scene = reader(path, options)
+        # 3. an empty result is a failure the user must hear about (counting walks the
+        # node graph, which a hostile file can make cyclic: that is a read error too)
+        require_geometry(scene, path, extension)
     except StepError:
         raise
     except (Exception, MemoryError) as exc:
         raise read_error(path, extension, describe(exc)) from exc
-    # 3. an empty result is a failure the user must hear about
     scene.source_name = path.name
     scene.source_format = extension
-    require_geometry(scene, path, extension)
     logger.debug(
         "read %s as %s: %d triangles, %d warnings in %.2fs",
         path.name,

@@ -93,11 +93,15 @@ def normalise_reference(name: str) -> str:
 
 def find_file(directory: Path, reference: str) -> Path | None:
     """The file a model references, looked up next to it; also tries the bare file name and a
-    case-insensitive match because exporters often write absolute or differently cased paths."""
+    case-insensitive match because exporters often write absolute or differently cased paths.
+
+    Only files inside `directory` are found: an uploaded model naming `/proc/self/environ`
+    or `../../x` must not get the worker's files read into its outputs."""
     reference = normalise_reference(reference)
+    inside = Path(directory).resolve()
     candidates = [directory / reference, directory / Path(reference).name]
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate.is_file() and candidate.resolve().is_relative_to(inside):
             return candidate
     wanted = Path(reference).name.lower()
     if directory.is_dir():
