@@ -119,8 +119,8 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
         outcome["result"] = _json_result(result)
         outcome["status"] = records.SUCCESS
     except Exception as exc:  # the process failed: the job records why, the worker lives on
-        outcome["error"] = user_message(exc)
-        outcome["traceback"] = traceback.format_exc()
+        outcome["error"] = _utf8(user_message(exc))
+        outcome["traceback"] = _utf8(traceback.format_exc())
     started = time.monotonic()
     outcome["outputs"] = _upload_outputs(storage, job_id, output_dir)
     if outcome["outputs"]:
@@ -141,6 +141,11 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, StepError | ArchiveError | ScriptError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _utf8(text: str) -> str:
+    """`text` with lone surrogates (a script's `raise ValueError('\\ud800')`) replaced by '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _stage_inputs(storage: Storage, job_id: str, input_dir: Path, params: dict) -> Path | None:
@@ -200,4 +205,12 @@ def _json_result(result: Any) -> dict:
         raise TypeError(
             f"the process returned {type(result).__name__}; it must return a dict (JSON object)"
         )
-    return json.loads(json.dumps(result, default=_json_default))
+    text = json.dumps(result, default=_json_default, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 response could carry the result
+        raise TypeError(
+            "the process returned text that is not valid Unicode (a lone surrogate such as"
+            " '\\ud800'); return str values that encode as UTF-8"
+        ) from None
+    return json.loads(text)

@@ -177,3 +177,18 @@ def test_no_scratch_folder_outlives_its_job(client, service):
     assert list(scratch.glob(f"pixyz-{cancelled['uuid'][:8]}-*"))
     client.delete(f"/jobs/{cancelled['uuid']}")
     assert gone(cancelled)
+
+
+def test_text_that_is_not_unicode_fails_the_job_readably_and_breaks_no_answer(client):
+    returns = submit(
+        client, "custom", script="def main(pc, params):\n    return {'s': '\\ud800'}\n"
+    )
+    raises = submit(
+        client, "custom", script="def main(pc, params):\n    raise ValueError('\\ud800')\n"
+    )
+    state = wait_for(client, returns["uuid"])
+    assert state["status"] == "FAILURE" and "not valid Unicode" in state["error"]
+    state = wait_for(client, raises["uuid"])
+    assert state["status"] == "FAILURE" and state["error"].startswith("ValueError: ?")
+    for job in (returns, raises):
+        assert client.get(f"/jobs/{job['uuid']}/details").status_code == 200
