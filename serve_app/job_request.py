@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from serve_app.errors import ApiError
-from tasks import callbacks
+from tasks import egress
 from tasks.processes import QUEUES, ProcessSpec
 
 IGNORED_CONFIG_KEYS = ("script", "data", "uuid", "shadow")
@@ -141,10 +141,10 @@ def _check_callback_address(url: str, allowed_networks: Sequence[str]) -> None:
     checked when the callback is delivered (tasks/callbacks.py says why).
     """
     try:
-        problem = callbacks.literal_refusal(url, callbacks.parse_networks(allowed_networks))
+        problem = egress.literal_refusal(url, egress.parse_networks(allowed_networks))
     except httpx.InvalidURL as exc:
         raise ApiError(400, f"config.callback_url is not a valid URL ({exc}): {url!r}") from None
     if problem:
         raise ApiError(
-            400, f"config.callback_url {url!r} is refused: {problem}. {callbacks.ONLY_PUBLIC}"
+            400, f"config.callback_url {url!r} is refused: {problem}. {egress.ONLY_PUBLIC}"
         )

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.callbacks import parse_networks
+from tasks.egress import parse_networks
 
 
 def hash_key(plain: str) -> str:
