@@ -32,6 +32,7 @@ from tasks.processes import discover
 from tasks.queues import QueueChoice, choose_queues, escalate
 from tasks.runner import run_job
 from tasks.scratch import sweep_after
+from tasks.script_sandbox import ScriptLimits
 from tasks.settings import Settings
 from tasks.storage import Storage
 
@@ -350,14 +351,7 @@ class JobStore:
             "storage": self.storage,
             "store": ray.get_runtime_context().current_actor,
             "scratch_dir": self.settings.scratch_dir,
-            "script_limits": {
-                "memory_bytes": self.settings.script_memory_bytes,
-                "file_bytes": self.settings.script_file_bytes,
-                "open_files": self.settings.script_open_files,
-                "processes": self.settings.script_processes,
-                "disk_bytes": self.settings.script_disk_bytes,
-                "network": self.settings.script_network,
-            },
+            "script_limits": ScriptLimits.from_settings(self.settings),
             "queue_options": {name: c.options for name, c in choices.items() if c.runnable},
         }
         ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **choice.options).remote(

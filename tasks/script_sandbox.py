@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,26 @@ class ScriptError(RuntimeError):
 
 @dataclass(frozen=True)
 class ScriptLimits:
-    cpu_seconds: int
-    memory_bytes: int = 4 * 1024**3
-    file_bytes: int = 4 * 1024**3
-    open_files: int = 1024
-    processes: int = 64
-    disk_bytes: int = 8 * 1024**3
-    network: bool = False
+    """The operator's `PIXYZ_SCRIPT_*` settings; the CPU seconds follow each job's time limit."""
+
+    memory_bytes: int
+    file_bytes: int
+    open_files: int
+    processes: int
+    disk_bytes: int
+    network: bool
+    cpu_seconds: int = 0
+
+    @classmethod
+    def from_settings(cls, settings) -> ScriptLimits:
+        return cls(
+            memory_bytes=settings.script_memory_bytes,
+            file_bytes=settings.script_file_bytes,
+            open_files=settings.script_open_files,
+            processes=settings.script_processes,
+            disk_bytes=settings.script_disk_bytes,
+            network=settings.script_network,
+        )
 
 
 def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, report) -> Any:
@@ -64,7 +77,7 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
     script_path = work / "script.py"
     storage.fs.get_file(storage.job_path(spec["job_id"], "script", "script.py"), str(script_path))
     time_limit = spec["info"]["time_limit"]
-    limits = ScriptLimits(cpu_seconds=max(1, int(time_limit) + 1), **spec.get("script_limits", {}))
+    limits = replace(spec["script_limits"], cpu_seconds=max(1, int(time_limit) + 1))
     as_root = _worker_is_root()
     uid = SCRIPT_UIDS.start + int(spec["job_id"][:8], 16) % len(SCRIPT_UIDS) if as_root else None
     (work / "tmp").mkdir(exist_ok=True)

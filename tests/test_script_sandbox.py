@@ -14,7 +14,8 @@ import pytest
 
 from tasks import script_sandbox
 from tasks.context import ProgramContext
-from tasks.script_sandbox import ScriptError, run_script
+from tasks.script_sandbox import ScriptError, ScriptLimits, run_script
+from tasks.settings import Settings
 from tasks.storage import Storage
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs a root test runner")
@@ -50,7 +51,7 @@ def sandbox_mode(request, monkeypatch):
     return request.param
 
 
-def run(tmp_path: Path, code: str, params: dict | None = None, **limits):
+def run(tmp_path: Path, code: str, params: dict | None = None, **settings):
     job_id = "5a1db0c5" + "0" * 24
     storage = Storage(str(tmp_path / "storage"))
     storage.fs.makedirs(storage.job_path(job_id, "script"), exist_ok=True)
@@ -73,7 +74,7 @@ def run(tmp_path: Path, code: str, params: dict | None = None, **limits):
         "entrypoint": "main",
         "params": params or {},
         "info": {"time_limit": 30},
-        "script_limits": limits,
+        "script_limits": ScriptLimits.from_settings(Settings(**settings)),
     }
     return work, run_script(work, spec, storage, pc, work / "inputs" / "in.txt", lambda *a: None)
 
@@ -110,7 +111,7 @@ def test_errors_and_limits_are_named(tmp_path, sandbox_mode):
             "    for i in range(20):\n"
             "        open(pc.get_output_dir(f'{i}.bin'), 'wb').write(b'x' * 2**20)\n"
             "    import time; time.sleep(5)\n",
-            disk_bytes=10 * 2**20,
+            script_disk_bytes=10 * 2**20,
         )
     with pytest.raises(ScriptError, match="^ValueError: bad params"):
         run(tmp_path, "def main(pc, params):\n    raise ValueError('bad params')\n")
