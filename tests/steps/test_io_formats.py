@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from tasks.steps.errors import ReadError
 from tasks.steps.io import load, readable_extensions, save
 
 DATA = Path(__file__).parents[1] / "data"
@@ -196,3 +197,32 @@ def test_fbx_animation_is_counted():
 def test_collada_instance_nodes_place_the_teapot_twice():
     scene = load(DATA / "dae/teapot_instancenodes.DAE")
     assert len(scene.trimesh_scene.graph.nodes_geometry) == 2
+
+
+def test_a_usd_stage_composes_nothing_from_outside_its_folder(tmp_path):
+    """An uploaded stage naming another job's (or the worker's) files gets none of them."""
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(DATA / "usd/teapot", elsewhere)
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    for reference in (f"{elsewhere}/teapot.usd", "../elsewhere/teapot.usd"):
+        (upload / "stage.usda").write_text(
+            f'#usda 1.0\ndef Xform "Pot" (references = @{reference}@) {{ }}\n'
+        )
+        with pytest.raises(ReadError, match="from outside its folder.*teapot.usd"):
+            load(upload / "stage.usda")
+    # A texture outside the folder is not read, and the reader says so.
+    cube = upload / "cube"
+    shutil.copytree(DATA / "usd/texturedcube", cube)
+    text = (cube / "texturedcube.usda").read_text()
+    png = elsewhere / "checkerboard.png"
+    shutil.copy(cube / "textures" / "checkerboard.png", png)
+    (cube / "texturedcube.usda").write_text(
+        text.replace(r"@.\textures\checkerboard.png@", f"@{png}@")
+    )
+    scene = load(cube / "texturedcube.usda")
+    [mesh] = scene.trimesh_scene.geometry.values()
+    assert getattr(mesh.visual.material, "baseColorTexture", None) is None
+    assert any("outside the model's folder" in w for w in scene.warnings)

@@ -1,7 +1,8 @@
 """OpenUSD in and out (.usd, .usda, .usdc, .usdz) through Pixar's `pxr` (usd-core).
 
 Reading composes the stage first, so layered assets (sublayers, references,
-payloads) arrive resolved; every imageable prim becomes a scene node with its local
+payloads) arrive resolved, from the stage's own folder only (a stage naming a layer
+elsewhere fails; a texture elsewhere is skipped with a warning); every imageable prim becomes a scene node with its local
 transform and name, meshes are triangulated, and materials come from
 UsdPreviewSurface (diffuse colour or texture, metallic, roughness, opacity) or
 else ``primvars:displayColor``. A Z-up stage is turned Y-up at the root, as glTF
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from tasks.steps.errors import StepError
 from tasks.steps.io.common import find_file, material_colour, material_image, read_error
 from tasks.steps.io.options import LoadOptions, SaveOptions
 from tasks.steps.scene import Scene
@@ -38,9 +41,19 @@ def read_usd(path: Path, options: LoadOptions) -> Scene:
     from pxr import Usd, UsdGeom
 
     extension = path.suffix.lstrip(".").lower()
-    # 1. open and compose the stage (references and payloads included)
+    # 1. open and compose the stage (references and payloads included), from its own folder
     try:
+        outside = layers_outside(path)
+        if outside:
+            raise read_error(
+                path,
+                extension,
+                "the stage composes files from outside its folder, which is not allowed: "
+                + ", ".join(outside[:5]),
+            )
         stage = Usd.Stage.Open(str(path), Usd.Stage.LoadAll)
+    except StepError:
+        raise
     except Exception as exc:  # pxr raises Tf.ErrorException, which has no stable import
         raise read_error(path, extension, f"not a readable USD stage ({exc})") from exc
     if stage is None:
@@ -63,6 +76,41 @@ def read_usd(path: Path, options: LoadOptions) -> Scene:
     return Scene(trimesh_scene=reader.scene, facts=facts, warnings=reader.warnings)
 
 
+def layers_outside(path: Path) -> list[str]:
+    """The layers (sublayers, references, payloads, in variants too) a stage would open from
+    outside the folder of `path`. OpenUSD resolves any path a layer names; an uploaded stage
+    must not compose the worker's or another job's files into its outputs."""
+    from pxr import Ar, Sdf
+
+    root = path.parent.resolve()
+    resolver = Ar.GetResolver()
+    outside: list[str] = []
+    seen: set[str] = set()
+    todo = [str(path)]
+    while todo:
+        layer = Sdf.Layer.FindOrOpen(todo.pop())
+        if layer is None or layer.identifier in seen:
+            continue  # unreadable layers are reported when the stage is composed
+        seen.add(layer.identifier)
+        for reference in layer.GetCompositionAssetDependencies():
+            identifier = resolver.CreateIdentifier(reference, Ar.ResolvedPath(layer.realPath))
+            resolved = str(resolver.Resolve(identifier))
+            if not inside_folder(resolved or identifier, root):
+                outside.append(reference)
+            elif resolved:
+                todo.append(resolved)
+    return outside
+
+
+def inside_folder(resolved: str, root: Path) -> bool:
+    """Whether a resolved USD path lies in `root` (`pkg.usdz[inner.usda]` counts as `pkg.usdz`).
+    A relative path that did not resolve opens nothing."""
+    file_part = resolved.split("[", 1)[0]
+    if not os.path.isabs(file_part):
+        return True
+    return Path(file_part).resolve().is_relative_to(root)
+
+
 def _predicate():
     from pxr import Usd
 
@@ -77,6 +125,7 @@ class _StageReader:
         from pxr import Usd
 
         self.stage, self.path = stage, path
+        self.root = path.parent.resolve()
         self.time = Usd.TimeCode.EarliestTime()
         self.scene = trimesh.Scene()
         self.warnings: list[str] = []
@@ -256,6 +305,12 @@ class _StageReader:
             varname = reader.GetInput("varname")
             uv_name = str(varname.Get()) if varname and varname.Get() else None
         data = None
+        if asset.resolvedPath and not inside_folder(asset.resolvedPath, self.root):
+            self.warnings.append(
+                f"texture '{asset.path}' of material '{material_name}' is outside the model's"
+                " folder; not read"
+            )
+            return None, uv_name
         if asset.resolvedPath:
             opened = Ar.GetResolver().OpenAsset(Ar.ResolvedPath(asset.resolvedPath))
             data = bytes(opened.GetBuffer()) if opened else None
