@@ -39,7 +39,7 @@ def main(spec_path: str) -> int:
         return _refuse(
             spec,
             f"{exc.strerror}; custom scripts need Linux namespaces: run the workers as root "
-            "or allow unprivileged user namespaces",
+            "or allow unprivileged user namespaces (docs/deploy.md)",
         )
     init = os.fork()
     if init == 0:
@@ -55,7 +55,13 @@ def _init(spec: dict, sandbox: dict, processes_before: int) -> int:
         sandbox_linux.build_view(sandbox_linux.FileView(**sandbox["view"]))
         sandbox_linux.mount_fresh_proc()
     except (sandbox_linux.SandboxSetupError, OSError) as exc:
-        return _refuse(spec, f"cannot build the script sandbox: {exc}")
+        hint = (
+            ""
+            if sandbox["as_root"]
+            else "; a worker that is not root needs user namespaces that may mount (on Ubuntu"
+            " 24.04, an AppArmor profile allowing `userns` for Python: docs/deploy.md)"
+        )
+        return _refuse(spec, f"cannot build the script sandbox: {exc}{hint}")
     script = os.fork()
     if script == 0:
         try:
