@@ -191,6 +191,15 @@ def submit(
     return response.json()
 
 
+def error_of(response: httpx.Response, code: int) -> str:
+    """The `details` line of a documented error body, after checking code and shape."""
+    assert response.status_code == code, (response.status_code, response.text)
+    detail = response.json()["detail"]
+    assert set(detail) == {"code", "message", "details"}, detail
+    assert detail["code"] == code and detail["message"] and detail["details"], detail
+    return detail["details"]
+
+
 FINAL = ("SUCCESS", "FAILURE", "REVOKED")
 
 

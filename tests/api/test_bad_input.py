@@ -4,14 +4,7 @@ import json
 
 import pytest
 
-from conftest import MAX_UPLOAD, submit, wait_for
-
-
-def error_of(response, code):
-    assert response.status_code == code, response.text
-    detail = response.json()["detail"]
-    assert detail["code"] == code and detail["message"] and detail["details"]
-    return detail["details"]
+from conftest import MAX_UPLOAD, error_of, submit, wait_for
 
 
 @pytest.mark.parametrize("field", ["params", "config"])

@@ -35,7 +35,7 @@ import httpx
 import pytest
 import trimesh
 
-from conftest import DATA, submit, wait_for
+from conftest import DATA, error_of, submit, wait_for
 
 HEALTHY = DATA / "off" / "Wuson.off"
 HEALTHY_TRIANGLES = 3732
@@ -60,15 +60,6 @@ def beside_a_healthy_job(client):
     assert response.status_code == 200, response.text
     mesh = trimesh.load(io.BytesIO(response.content), file_type="glb", force="mesh")
     assert len(mesh.faces) == HEALTHY_TRIANGLES
-
-
-def error_of(response: httpx.Response, code: int) -> str:
-    """The `details` line of a documented error body, after checking code and shape."""
-    assert response.status_code == code, (response.status_code, response.text)
-    detail = response.json()["detail"]
-    assert set(detail) == {"code", "message", "details"}, detail
-    assert detail["code"] == code and detail["message"] and detail["details"], detail
-    return detail["details"]
 
 
 def raw_request(service, method: str, target: str, body: bytes = b"", headers=None):
