@@ -192,3 +192,34 @@ def test_text_that_is_not_unicode_fails_the_job_readably_and_breaks_no_answer(cl
     assert state["status"] == "FAILURE" and state["error"].startswith("ValueError: ?")
     for job in (returns, raises):
         assert client.get(f"/jobs/{job['uuid']}/details").status_code == 200
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().split(")")[1].split()[1]) == pid
+            ):
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def test_a_reader_child_dies_with_its_cancelled_job(client):
+    """Native readers run in a child process; killing the worker must not leave it running."""
+    job = submit(client, "slow_read", params={"seconds": 120})
+    state = wait_for(client, job["uuid"], statuses=("RUNNING",))
+    steps = client.get(f"/jobs/{job['uuid']}/details").json()["steps"]
+    worker = int(next(s["info"] for s in steps if s["info"].startswith("worker pid")).split()[-1])
+    deadline = time.monotonic() + 20
+    while not (readers := _children_of(worker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert readers, state
+    assert client.delete(f"/jobs/{job['uuid']}").status_code == 200
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in readers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()]
