@@ -63,6 +63,14 @@ def test_truncated_binary_stl_says_how_much_is_missing(tmp_path):
         load(path)
 
 
+def test_truncated_off_says_its_numbers_run_out(tmp_path):
+    data = (DATA / "off/Wuson.off").read_bytes()
+    path = tmp_path / "cut.off"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReadError, match=r"^cannot read 'cut.off' as OFF: the file holds fewer"):
+        load(path)
+
+
 def test_file_without_geometry_is_a_read_error(tmp_path):
     path = tmp_path / "empty.obj"
     path.write_text("# nothing here\n")

@@ -19,8 +19,18 @@ _MIN_FACE_BYTES = 8
 
 def read_off(path: Path, options: LoadOptions) -> Scene:
     """Read an ASCII OFF (also COFF/NOFF headers) into a one-mesh Scene."""
-    _check_header(path)
-    return Scene(trimesh_scene=load_with_trimesh(path, "off"))
+    vertices, faces = _check_header(path)
+    try:
+        return Scene(trimesh_scene=load_with_trimesh(path, "off"))
+    except ValueError as exc:
+        if "reshape" not in str(exc):
+            raise
+        raise read_error(
+            path,
+            "off",
+            f"the file holds fewer numbers than its header's {vertices:,} vertices and"
+            f" {faces:,} faces need (truncated?)",
+        ) from exc
 
 
 def write_off(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
@@ -31,7 +41,8 @@ def write_off(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
     return [path]
 
 
-def _check_header(path: Path) -> None:
+def _check_header(path: Path) -> tuple[int, int]:
+    """The header's (vertex count, face count), checked against the file size."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(4096)
@@ -59,6 +70,7 @@ def _check_header(path: Path) -> None:
             f"header declares {vertices:,} vertices and {faces:,} faces, "
             f"which cannot fit in a {size:,}-byte file",
         )
+    return vertices, faces
 
 
 READERS = {"off": read_off}
