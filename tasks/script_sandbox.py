@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 # Scripts of a root worker run as uid/gid SCRIPT_UIDS.start + (job id mod its length).
 SCRIPT_UIDS = range(200_000, 265_536)
 _DISK_CHECK_SECONDS = 0.5
+# Never hidden, whatever the settings or HOME say: the script's Python needs them.
+_SYSTEM_FOLDERS = frozenset(
+    {"/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/proc", "/dev"}
+)
 
 
 class ScriptError(RuntimeError):
@@ -183,8 +187,9 @@ def _file_view(work: Path, storage) -> sandbox_linux.FileView:
         # A source checkout (editable install): show the `tasks` package, not the checkout.
         hidden.append(str(package.parent))
         readable.add(str(package))
+    hidden = {os.path.realpath(h) for h in hidden} - _SYSTEM_FOLDERS  # e.g. HOME=/ in a container
     return sandbox_linux.FileView(
-        hidden=sorted({os.path.realpath(h) for h in hidden}),
+        hidden=sorted(hidden),
         keep_writable=[os.path.realpath(work)],
         keep_readonly=sorted(os.path.realpath(r) for r in readable),
     )

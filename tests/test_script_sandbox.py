@@ -115,3 +115,13 @@ def test_errors_and_limits_are_named(tmp_path, sandbox_mode):
         )
     with pytest.raises(ScriptError, match="^ValueError: bad params"):
         run(tmp_path, "def main(pc, params):\n    raise ValueError('bad params')\n")
+
+
+def test_a_home_of_slash_hides_nothing_the_interpreter_needs(tmp_path, monkeypatch):
+    """Containers often run with HOME=/; hiding it would hide the whole system."""
+    monkeypatch.setenv("HOME", "/")
+    (tmp_path / "scratch").mkdir()
+    _, seen = run(
+        tmp_path, "import os\ndef main(pc, params):\n    return {'etc': os.path.isdir('/etc')}\n"
+    )
+    assert seen == {"etc": True}
