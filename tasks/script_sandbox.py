@@ -174,7 +174,7 @@ def _hint(error: str, limits: ScriptLimits) -> str:
 
 def _file_view(work: Path, storage) -> sandbox_linux.FileView:
     """Hide the places other jobs and the service keep files; keep Python readable."""
-    hidden = ["/tmp", "/var/tmp", "/dev/shm", "/root", "/home", str(Path.home())]
+    hidden = ["/tmp", "/var/tmp", "/dev/shm", "/root", "/home", os.path.expanduser("~")]
     hidden += [os.environ.get("TMPDIR", "/tmp"), str(work.parent)]
     if storage.is_local:
         hidden.append(storage.root)
@@ -187,7 +187,8 @@ def _file_view(work: Path, storage) -> sandbox_linux.FileView:
         # A source checkout (editable install): show the `tasks` package, not the checkout.
         hidden.append(str(package.parent))
         readable.add(str(package))
-    hidden = {os.path.realpath(h) for h in hidden} - _SYSTEM_FOLDERS  # e.g. HOME=/ in a container
+    # Not a system folder (HOME=/ in a container), nor "~" left unexpanded (no home at all).
+    hidden = {os.path.realpath(h) for h in hidden if os.path.isabs(h)} - _SYSTEM_FOLDERS
     return sandbox_linux.FileView(
         hidden=sorted(hidden),
         keep_writable=[os.path.realpath(work)],
