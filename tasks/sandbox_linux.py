@@ -120,17 +120,14 @@ def build_view(view: FileView) -> None:
         hidden_now.append(folder)
     writable_binds = []
     for path, (handle, writable) in sorted(handles.items(), key=lambda item: _depth(item[0])):
-        if not _inside_any(path, hidden_now):
-            if writable:
-                writable_binds.append(path)
-            continue
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
         if writable:
             writable_binds.append(path)
-        else:
-            mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        os.close(handle)
+        if _inside_any(path, hidden_now):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
+            if not writable:
+                mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(handle)  # the script must not inherit a handle on a hidden folder
     _remount_all_readonly(except_under=writable_binds)
     # A writable folder that was not hidden stays writable through its own bind.
     for path in writable_binds:
