@@ -11,6 +11,7 @@ unprivileged user id with no capabilities for the script itself.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,8 @@ class SandboxSetupError(OSError):
 
 def _check(result: int, what: str) -> None:
     if result != 0:
-        errno = ctypes.get_errno()
-        raise SandboxSetupError(errno, f"{what}: {os.strerror(errno)}")
+        code = ctypes.get_errno()
+        raise SandboxSetupError(code, f"{what}: {os.strerror(code)}")
 
 
 def prctl(option: int, value: int) -> None:
@@ -166,10 +167,9 @@ def _remount_all_readonly(except_under: list[str]) -> None:
         try:
             mount(None, point, None, flags)
         except SandboxSetupError as exc:
-            if point == "/":
-                raise
-            # Under a hidden folder (no longer reachable) or a special mount: nothing to write there.
-            if exc.errno not in (2, 13, 1, 22):
+            # Under a hidden folder, a mount point is gone (ENOENT) or is now a plain folder
+            # of the tmpfs (EINVAL): nothing of it is reachable. Anything else stays writable.
+            if point == "/" or exc.errno not in (errno.ENOENT, errno.EINVAL):
                 raise
 
 
