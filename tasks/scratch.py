@@ -27,9 +27,9 @@ _NAME = re.compile(r"^pixyz-.+-(?P<pid>\d+)-[a-z0-9_]{8}$")
 
 @contextlib.contextmanager
 def scratch_folder(label: str, root: str | None = None) -> Iterator[Path]:
-    """A fresh folder under `root` (default: the system temp folder), with `tmp/` inside
+    """A fresh folder under `root` (default: `default_root()`), with `tmp/` inside
     set as this process's temp folder while it exists; removed on exit."""
-    root = root or tempfile.gettempdir()
+    root = root or default_root()
     os.makedirs(root, exist_ok=True)
     remove_orphans(root)
     folder = Path(tempfile.mkdtemp(prefix=f"pixyz-{label}-{os.getpid()}-", dir=root))
@@ -40,6 +40,11 @@ def scratch_folder(label: str, root: str | None = None) -> Iterator[Path]:
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def default_root() -> str:
+    """`pixyz-scratch` in the system temp folder: the orphan sweep reads only our folders."""
+    return os.path.join(tempfile.gettempdir(), "pixyz-scratch")
 
 
 def remove_orphans(root: str) -> list[str]:
@@ -78,4 +83,4 @@ def sweep_after(root: str | None, pid: int, wait_seconds: float = 30.0) -> list[
     deadline = time.monotonic() + wait_seconds
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return remove_orphans(root or tempfile.gettempdir())
+    return remove_orphans(root or default_root())

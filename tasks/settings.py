@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     """Name of the detached JobStore actor."""
 
     scratch_dir: str = ""
-    """Local folder for job scratch space on workers (default: the system temp dir)."""
+    """Local folder for job scratch space on workers (default: `pixyz-scratch` in the system temp folder)."""
 
     queue_resources: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {
