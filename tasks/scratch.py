@@ -23,6 +23,12 @@ import ray
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^pixyz-.+-(?P<pid>\d+)-[a-z0-9_]{8}$")
+_current: Path | None = None  # the folder of the job this process is running, if any
+
+
+def current_folder() -> Path | None:
+    """The scratch folder of the job running in this process (None outside a job)."""
+    return _current
 
 
 @contextlib.contextmanager
@@ -34,11 +40,13 @@ def scratch_folder(label: str, root: str | None = None) -> Iterator[Path]:
     remove_orphans(root)
     folder = Path(tempfile.mkdtemp(prefix=f"pixyz-{label}-{os.getpid()}-", dir=root))
     (folder / "tmp").mkdir()
+    global _current
     previous, tempfile.tempdir = tempfile.tempdir, str(folder / "tmp")
+    outer, _current = _current, folder
     try:
         yield folder
     finally:
-        tempfile.tempdir = previous
+        tempfile.tempdir, _current = previous, outer
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -1,7 +1,8 @@
 """What the geometry processes share: the loading policy, output names, small helpers.
 
 `load_input`: readers built on native libraries run in a child process, so a file
-that crashes OpenCASCADE, OpenUSD or ufbx fails its job instead of the Ray worker.
+that crashes OpenCASCADE, OpenUSD or ufbx fails its job instead of the Ray worker,
+and that child may open files in the job's scratch folder only.
 The module name starts with `_`, so the registry does not offer it as a process.
 """
 
@@ -26,6 +27,7 @@ def load_input(path: str | Path):
     Raises `UnsupportedFormatError` listing what can be read for an unknown extension,
     and the readers' one-line `ReadError` (naming the file and format) otherwise.
     """
+    from tasks.scratch import current_folder
     from tasks.steps.errors import UnsupportedFormatError
     from tasks.steps.io import load, load_isolated, readable_extensions
 
@@ -37,8 +39,10 @@ def load_input(path: str | Path):
         raise UnsupportedFormatError(
             f"unsupported format {shown} for '{path.name}'; this server reads {', '.join(readable)}"
         )
-    read = load_isolated if extension in ISOLATED_FORMATS else load
-    return read(path)
+    if extension in ISOLATED_FORMATS:
+        # the reader child may open files in the job's folder only (Landlock)
+        return load_isolated(path, confine_to=current_folder())
+    return load(path)
 
 
 def glb_bytes(scene) -> bytes:

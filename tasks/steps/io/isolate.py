@@ -3,6 +3,11 @@ the worker.
 
 The child is started with multiprocessing's 'spawn' method: forking a process that runs
 threads (a Ray worker does) can deadlock the child on a lock some thread held.
+
+With ``confine_to`` (a folder), the child may open only that folder (read and write; its
+temp files go to ``<folder>/tmp``), the Python installation and the system folders
+(read), through Landlock where the kernel has it (`tasks/landlock.py`): a hostile file
+whose references lead elsewhere gets "Permission denied", whichever library follows them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +31,10 @@ _POLL_SECONDS = 0.2
 
 
 def load_isolated(
-    path: Path | str, options: LoadOptions | None = None, timeout: float | None = None
+    path: Path | str,
+    options: LoadOptions | None = None,
+    timeout: float | None = None,
+    confine_to: Path | str | None = None,
 ) -> Scene:
     """`load` a file in a fresh child process and return its Scene (sent back pickled).
 
@@ -34,8 +44,9 @@ def load_isolated(
     about a second of imports, so use plain `load` for trusted files and small jobs.
     ``timeout=None`` (default) waits as long as the reader takes; ``timeout=600`` suits
     a service that must not hang on one upload. Readers added with `register_reader`
-    are sent to the child. Reference: Python docs, multiprocessing "Contexts and start
-    methods".
+    are sent to the child. ``confine_to``: the folder the child may open files in (see
+    the module's docstring); it must hold ``path``. Reference: Python docs,
+    multiprocessing "Contexts and start methods".
     """
     from tasks.steps.io.registry import reader_for, registered_readers
 
@@ -55,23 +66,31 @@ def load_isolated(
         extension,
         timeout,
         hard_exit=True,
+        confine_to=confine_to,
     )
     logger.debug("isolated load of %s took %.2fs", path.name, time.monotonic() - started)
     return scene
 
 
 def run_isolated(
-    target, args: tuple, path: Path, extension: str, timeout: float | None = None, hard_exit=False
+    target,
+    args: tuple,
+    path: Path,
+    extension: str,
+    timeout: float | None = None,
+    hard_exit=False,
+    confine_to: Path | str | None = None,
 ):
     """Call ``target(*args)`` (a module-level function) in a spawned child and return its
     result. StepErrors raised there are raised here; other exceptions, a crash or the
     timeout become a ReadError for ``path``. ``hard_exit`` ends the child with os._exit
-    right after it answered, for native libraries that crash while tearing down."""
+    right after it answered, for native libraries that crash while tearing down.
+    ``confine_to``: see the module's docstring."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_call_in_child,
-        args=(sender, target, args, hard_exit),
+        args=(sender, target, args, hard_exit, str(confine_to) if confine_to else None),
         name=f"read {path.name}",
         # not a daemon: a reader may itself need a child (the FBX reader does)
         daemon=False,
@@ -130,10 +149,37 @@ def in_isolated_child() -> bool:
 _in_child = False
 
 
-def _call_in_child(sender, target, args: tuple, hard_exit: bool) -> None:
+# Read-only for a confined reader besides its folder: the interpreter, its packages, the
+# shared libraries and configuration native readers load.
+_SYSTEM_READABLE = (
+    *("/usr", "/lib", "/lib64", "/bin", "/opt", "/sys/devices/system/cpu"),
+    # from /etc only what loaders and libraries read, not its secrets (shadow, ssh keys)
+    *("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"),
+    *("/etc/fonts", "/etc/ssl", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"),
+)
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+
+
+def _confine(folder: str) -> None:
+    """Let this process open files only in `folder`, Python's and the system's (Landlock)."""
+    from tasks import landlock
+
+    temp = os.path.join(folder, "tmp")
+    os.makedirs(temp, exist_ok=True)
+    tempfile.tempdir = temp
+    package = str(Path(__file__).resolve().parents[2])  # the `tasks` package
+    readable = [*_SYSTEM_READABLE, sys.prefix, sys.base_prefix, sys.exec_prefix, package]
+    readable.append(f"/proc/{os.getpid()}")
+    if not landlock.restrict_files(readable, [folder, *_DEVICES]):
+        logger.debug("no Landlock in this kernel: the reader child is not confined")
+
+
+def _call_in_child(sender, target, args: tuple, hard_exit: bool, confine_to: str | None) -> None:
     global _in_child
     _in_child = True
     try:
+        if confine_to:
+            _confine(confine_to)
         answer = ("ok", target(*args))
     except StepError as exc:
         answer = ("error", exc)
