@@ -82,7 +82,13 @@ def test_a_confined_reader_opens_files_in_its_folder_only(tmp_path):
     assert scene.triangle_count == 6544 and (folder / "tmp").is_dir()
     inside = run_isolated(Path.read_text, (secret,), secret, "txt")  # unconfined: readable
     assert inside == "another job's file"
-    for target in (secret, DATA / "off/Wuson.off", Path("/etc/shadow"), Path.home()):
+    for target in (
+        secret,
+        DATA / "off/Wuson.off",
+        Path("/etc/shadow"),
+        Path.home(),
+        Path("/proc/self/environ"),
+    ):
         with pytest.raises(ReadError, match="Permission denied"):
             run_isolated(Path.read_bytes, (target,), target, "txt", confine_to=folder)
     written = run_isolated(

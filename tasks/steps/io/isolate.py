@@ -169,7 +169,6 @@ def _confine(folder: str) -> None:
     tempfile.tempdir = temp
     package = str(Path(__file__).resolve().parents[2])  # the `tasks` package
     readable = [*_SYSTEM_READABLE, sys.prefix, sys.base_prefix, sys.exec_prefix, package]
-    readable.append(f"/proc/{os.getpid()}")
     if not landlock.restrict_files(readable, [folder, *_DEVICES]):
         logger.debug("no Landlock in this kernel: the reader child is not confined")
 
