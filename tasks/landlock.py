@@ -10,17 +10,15 @@ thread and every thread and process it starts afterwards, and cannot be undone.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 from collections.abc import Iterable
 
-logger = logging.getLogger(__name__)
+from tasks.sandbox_linux import PR_SET_NO_NEW_PRIVS, prctl
 
 # Same numbers on every architecture (the syscalls postdate the per-arch tables).
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
-_PR_SET_NO_NEW_PRIVS = 38
 
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 READ = EXECUTE | READ_FILE | READ_DIR
@@ -63,8 +61,7 @@ def restrict_files(readable: Iterable[str], writable: Iterable[str]) -> bool:
         for paths, rights in ((readable, READ), (writable, handled)):
             for path in paths:
                 _allow(ruleset, path, rights & handled)
-        if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise _error("prctl(PR_SET_NO_NEW_PRIVS)")
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
         if _libc.syscall(_RESTRICT_SELF, ruleset, 0) != 0:
             raise _error("landlock_restrict_self")
     finally:

@@ -55,21 +55,27 @@ def default_root() -> str:
     return os.path.join(tempfile.gettempdir(), "pixyz-scratch")
 
 
-def remove_orphans(root: str) -> list[str]:
-    """Remove the scratch folders under `root` whose worker process no longer exists."""
-    removed = []
+def orphans(root: str) -> list[str]:
+    """The paths of the scratch folders under `root` whose worker process no longer exists."""
     try:
         entries = list(os.scandir(root))
     except OSError:
-        return removed
-    for entry in entries:
-        match = _NAME.match(entry.name)
-        if not match or not entry.is_dir(follow_symlinks=False):
-            continue
-        if _alive(int(match["pid"])):
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(entry.name)
+        return []
+    return [
+        entry.path
+        for entry in entries
+        if (match := _NAME.match(entry.name))
+        and entry.is_dir(follow_symlinks=False)
+        and not _alive(int(match["pid"]))
+    ]
+
+
+def remove_orphans(root: str) -> list[str]:
+    """Remove the scratch folders under `root` whose worker process no longer exists."""
+    removed = []
+    for path in orphans(root):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(os.path.basename(path))
     if removed:
         logger.info("removed %d scratch folder(s) of dead workers: %s", len(removed), removed)
     return removed

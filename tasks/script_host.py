@@ -33,7 +33,8 @@ def main(spec_path: str) -> int:
         return run_script(spec)
     sandbox = spec["sandbox"]
     try:
-        processes_before = _processes_of(os.getuid())
+        # a per-job uid owns no other process; without one, the worker's own count
+        processes_before = 0 if sandbox["uid"] is not None else _processes_of(os.getuid())
         sandbox_linux.unshare_namespaces(network=sandbox["network"], as_root=sandbox["as_root"])
     except sandbox_linux.SandboxSetupError as exc:
         return _refuse(
@@ -68,8 +69,7 @@ def _init(spec: dict, sandbox: dict, processes_before: int) -> int:
             sandbox_linux.prctl(sandbox_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             sandbox_linux.drop_to(sandbox["uid"])
             sandbox_linux.deny_syscalls()
-            # A per-job uid owns no other process; without one, count the worker's own.
-            allowed = sandbox["processes"] + (0 if sandbox["uid"] is not None else processes_before)
+            allowed = sandbox["processes"] + processes_before
             resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
         except OSError as exc:
             os._exit(_refuse(spec, f"cannot drop the script's privileges: {exc}"))

@@ -132,7 +132,7 @@ def service(ray_cluster, tmp_path_factory) -> Service:
 
 def left_behind(service: Service, since: float, wait: float = 30) -> list[str]:
     """Cancel what still runs, then list what jobs left in the scratch and temp folders."""
-    from tasks.scratch import _NAME, _alive, default_root
+    from tasks.scratch import default_root, orphans
 
     with service.client() as c:
         for job in c.get("/jobs").json()["jobs"]:
@@ -145,12 +145,9 @@ def left_behind(service: Service, since: float, wait: float = 30) -> list[str]:
         found = [str(p) for p in scratch.iterdir()]
         # Scratch folders of dead workers (apps with the default scratch folder, older
         # versions: in the temp folder itself), step temp folders outside a job's folder.
-        default = Path(default_root())
-        for p in [*temp.iterdir(), *(default.iterdir() if default.is_dir() else [])]:
-            match = _NAME.match(p.name)
-            if match and not _alive(int(match["pid"])):
-                found.append(str(p))
-            elif p.name.startswith(("glb-", "fbx-", "usdz-")) and p.stat().st_mtime >= since:
+        found += orphans(str(temp)) + orphans(default_root())
+        for p in temp.iterdir():
+            if p.name.startswith(("glb-", "fbx-", "usdz-")) and p.stat().st_mtime >= since:
                 found.append(str(p))
         if not found or time.monotonic() > deadline:
             return found
