@@ -73,23 +73,13 @@ def fanout_rows() -> list[tuple[str, str, str]]:
 
 
 def store_rows(jobs: int = 1000) -> list[tuple[str, str, str]]:
-    from ray.cluster_utils import Cluster
-
+    from serve_app.local_ray import start_local_cluster
     from tasks import records
     from tasks.jobstore import get_or_create_store
     from tasks.settings import Settings
 
     temp = tempfile.mkdtemp(prefix="pzf-")
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": False,
-            "object_store_memory": 100 * 1024**2,
-            "temp_dir": temp,
-            "node_ip_address": "127.0.0.1",
-        },
-    )
+    cluster = start_local_cluster(temp)
     for _ in range(3):
         cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
     ray.init(address=cluster.address, namespace="pixyz", logging_level="WARNING")

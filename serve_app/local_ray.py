@@ -55,3 +55,28 @@ def start_local_ray(
         logging_level="WARNING",
         **kwargs,
     )
+
+
+def start_local_cluster(temp_dir: str, *, object_store_bytes: int = 100 * 1024**2):
+    """A head node with no CPUs (like cluster.yaml's) as a `ray.cluster_utils.Cluster`, for
+    multi-node tests and benchmarks on one machine; add workers with `cluster.add_node`.
+
+    Everything Ray writes stays in `temp_dir`: `Cluster` records the cluster's address in
+    `<RAY_TMPDIR or /tmp>/ray/ray_current_cluster` whatever `temp_dir` says, and fails where
+    `/tmp/ray` does not exist (a machine that never ran Ray).
+    """
+    pin_to_loopback()
+    os.environ["RAY_TMPDIR"] = temp_dir
+    Path(temp_dir, "ray").mkdir(parents=True, exist_ok=True)
+    from ray.cluster_utils import Cluster
+
+    return Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            "object_store_memory": object_store_bytes,
+            "temp_dir": temp_dir,
+            "node_ip_address": "127.0.0.1",
+        },
+    )

@@ -20,9 +20,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
 
 from serve_app.app import build_app  # noqa: E402
+from serve_app.local_ray import start_local_cluster  # noqa: E402
 from serve_app.store_client import StoreClient  # noqa: E402
 from tasks.settings import Settings, hash_key  # noqa: E402
 
@@ -49,16 +49,7 @@ def submit(client, process, params=None, file=None):
 
 def main() -> None:
     temp = tempfile.mkdtemp(prefix="pzc-")
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": False,
-            "object_store_memory": 100 * 1024**2,
-            "temp_dir": temp,
-            "node_ip_address": "127.0.0.1",
-        },
-    )
+    cluster = start_local_cluster(temp)
     cpu_node = cluster.add_node(
         num_cpus=1, resources={"cpu_worker": 1}, object_store_memory=100 * 1024**2
     )
