@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.models import ErrorBody
+from tasks.refusals import Draining, TooManyJobs
+from tasks.storage import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ MESSAGES = {
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 
@@ -58,6 +61,19 @@ def install_handlers(app: FastAPI) -> None:
     async def _http_error(_: Request, exc: StarletteHTTPException):
         details = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(exc.status_code, details, getattr(exc, "headers", None))
+
+    @app.exception_handler(TooManyJobs)
+    async def _too_many_jobs(_: Request, exc: TooManyJobs):
+        return error_response(429, str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(Draining)
+    async def _draining(_: Request, exc: Draining):
+        return error_response(503, str(exc), {"Retry-After": "30"})
+
+    @app.exception_handler(StorageError)
+    async def _storage_error(_: Request, exc: StorageError):
+        # 507: the storage is full (retry once space is freed); 503: it failed otherwise.
+        return error_response(507 if exc.full else 503, str(exc), {"Retry-After": "30"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError):

@@ -13,9 +13,15 @@ from ray import exceptions as ray_errors
 
 from serve_app.errors import ApiError
 from tasks.jobstore import get_or_create_store
+from tasks.refusals import Draining, TooManyJobs
 from tasks.settings import Settings
+from tasks.storage import StorageError
 
 logger = logging.getLogger(__name__)
+
+
+# Exceptions the JobStore raises as answers; the routes turn them into 4xx/5xx bodies.
+ANSWERS = (Draining, TooManyJobs, StorageError)
 
 
 class StoreClient:
@@ -25,11 +31,16 @@ class StoreClient:
 
     async def call(self, method: str, *args):
         try:
-            return await getattr(self.handle, method).remote(*args)
-        except ray_errors.ActorDiedError:
-            logger.warning("the JobStore actor is gone; creating it again from storage")
-            self.handle = get_or_create_store(self.settings)
-            return await getattr(self.handle, method).remote(*args)
+            try:
+                return await getattr(self.handle, method).remote(*args)
+            except ray_errors.ActorDiedError:
+                logger.warning("the JobStore actor is gone; creating it again from storage")
+                self.handle = get_or_create_store(self.settings)
+                return await getattr(self.handle, method).remote(*args)
+        except ray_errors.RayTaskError as exc:
+            if isinstance(exc.cause, ANSWERS):
+                raise exc.cause from None  # the store's own answer, not a crash
+            raise
 
     async def for_job(self, method: str, job_id, principal=None) -> object:
         """Call a per-job method; a job the store does not know, or that `principal`

@@ -30,6 +30,8 @@ class ArchiveLimits:
     """Number of members (default 10,000)."""
     max_ratio: float = 200.0
     """Unpacked size / archive size (default 200: real models compress 2-20×)."""
+    max_depth: int = 64
+    """Folders a member may be nested in (default 64: deeper paths pass the OS's path limit)."""
 
 
 ARCHIVE_DEFAULTS = ArchiveLimits()
@@ -40,13 +42,25 @@ def is_archive(path: str | Path) -> bool:
     return name.endswith(ARCHIVE_SUFFIXES)
 
 
-def _safe_member_path(dest: Path, name: str) -> Path:
+def _shown(name: str, limit: int = 120) -> str:
+    """A member name for an error message: quoted, and cut in the middle when very long."""
+    if len(name) > limit:
+        name = f"{name[: limit // 2]}…{name[-limit // 2 :]}"
+    return repr(name)
+
+
+def _safe_member_path(dest: Path, name: str, limits: ArchiveLimits = ARCHIVE_DEFAULTS) -> Path:
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
-        raise ArchiveError(f"archive member {name!r} points outside the archive folder")
+        raise ArchiveError(f"archive member {_shown(name)} points outside the archive folder")
+    if len(pure.parts) - 1 > limits.max_depth:
+        raise ArchiveError(
+            f"archive member {_shown(name)} is nested {len(pure.parts) - 1} folders deep, "
+            f"more than the limit of {limits.max_depth}"
+        )
     target = (dest / pure).resolve()
     if not target.is_relative_to(dest.resolve()):
-        raise ArchiveError(f"archive member {name!r} points outside the archive folder")
+        raise ArchiveError(f"archive member {_shown(name)} points outside the archive folder")
     return target
 
 
@@ -62,8 +76,12 @@ def safe_extract(
         if archive.name.lower().endswith(".zip"):
             return _extract_zip(archive, dest, limits, budget)
         return _extract_tar(archive, dest, limits, budget)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"cannot read archive '{archive.name}': {exc}") from exc
+    except OSError as exc:  # the message, not the (possibly kilobytes long) path
+        raise ArchiveError(
+            f"cannot unpack archive '{archive.name}': {exc.strerror or exc}"[:500]
+        ) from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise ArchiveError(f"cannot read archive '{archive.name}': {exc}"[:500]) from exc
 
 
 def _check_budget(declared_total: int, count: int, limits: ArchiveLimits, budget: int) -> None:
@@ -84,7 +102,7 @@ def _copy_capped(src, dst: Path, remaining: int, name: str) -> int:
         while chunk := src.read(1024 * 1024):
             written += len(chunk)
             if written > remaining:
-                raise ArchiveError(f"archive member {name!r} unpacks past the size limit")
+                raise ArchiveError(f"archive member {_shown(name)} unpacks past the size limit")
             out.write(chunk)
     return written
 
@@ -98,8 +116,10 @@ def _extract_zip(archive: Path, dest: Path, limits: ArchiveLimits, budget: int) 
         for member in members:
             mode = member.external_attr >> 16
             if mode and (mode & 0o170000) not in (0, 0o100000):
-                raise ArchiveError(f"archive member {member.filename!r} is a link or special file")
-            target = _safe_member_path(dest, member.filename)
+                raise ArchiveError(
+                    f"archive member {_shown(member.filename)} is a link or special file"
+                )
+            target = _safe_member_path(dest, member.filename, limits)
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src:
                 remaining -= _copy_capped(src, target, remaining, member.filename)
@@ -113,12 +133,14 @@ def _extract_tar(archive: Path, dest: Path, limits: ArchiveLimits, budget: int) 
         members = tf.getmembers()
         for member in members:
             if not (member.isfile() or member.isdir()):
-                raise ArchiveError(f"archive member {member.name!r} is a link or special file")
+                raise ArchiveError(
+                    f"archive member {_shown(member.name)} is a link or special file"
+                )
         files = [m for m in members if m.isfile()]
         _check_budget(sum(m.size for m in files), len(files), limits, budget)
         remaining = budget
         for member in files:
-            target = _safe_member_path(dest, member.name)
+            target = _safe_member_path(dest, member.name, limits)
             target.parent.mkdir(parents=True, exist_ok=True)
             src = tf.extractfile(member)
             remaining -= _copy_capped(src, target, remaining, member.name)

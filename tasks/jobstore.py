@@ -28,11 +28,12 @@ from tasks import callbacks, records
 from tasks.archive_builder import build_archive
 from tasks.checkpoints import JobCheckpoints
 from tasks.metrics import ServiceMetrics
-from tasks.processes import discover
+from tasks.processes import CUSTOM, discover
 from tasks.queues import QueueChoice, choose_queues, escalate
+from tasks.refusals import Draining, TooManyJobs
 from tasks.runner import run_job
 from tasks.scratch import sweep_after
-from tasks.script_sandbox import ScriptLimits
+from tasks.script_sandbox import ScriptLimits, ScriptUids
 from tasks.settings import Settings
 from tasks.storage import Storage
 
@@ -63,14 +64,6 @@ def get_or_create_store(settings: Settings):
     ).remote(settings.model_dump(mode="json"))
 
 
-class Draining(Exception):
-    """The service is shutting down and takes no new jobs."""
-
-
-class TooManyJobs(Exception):
-    """The key already has as many unfinished jobs as it may."""
-
-
 @ray.remote
 class JobStore:
     """Every job record, checkpointed; the jobs' runner tasks and their supervision."""
@@ -90,6 +83,7 @@ class JobStore:
         self._draining = False
         self._report_order: dict[tuple[str, int], list] = {}  # (job, attempt) -> [next seq, early]
         self._archiving: set[str] = set()
+        self._script_uids = ScriptUids()
         self._unfinished_by_owner: Counter[str | None] = (
             Counter()
         )  # jobs whose archive this incarnation is building
@@ -103,7 +97,7 @@ class JobStore:
         if self._started:
             return
         self._started = True
-        asyncio.create_task(self.checkpoints.flush_index_forever())
+        asyncio.create_task(self.checkpoints.flush_forever())
         for job_id in self._to_resume:
             asyncio.create_task(self._resume(job_id))
         for entry in self.checkpoints.index.values():
@@ -112,6 +106,8 @@ class JobStore:
                 self._unfinished_by_owner[entry.get("owner")] += 1
         if self.settings.retention_days > 0:
             asyncio.create_task(self._sweep_forever())
+        if self.storage.can_presign():
+            asyncio.create_task(self._expire_uploads_forever())
 
     async def _resume(self, job_id: str) -> None:
         record = self.jobs[job_id]
@@ -138,11 +134,15 @@ class JobStore:
             raise TooManyJobs(
                 f"this key already has {cap} unfinished jobs (the limit); wait for some to finish"
             )
-        self._unfinished_by_owner[owner] += 1
         job_id = record["uuid"]
         self.checkpoints.add(record)
-        await self.checkpoints.persist(job_id)
-        await self.checkpoints.write_index()
+        try:  # a job exists once its state file and its index entry are on disk, or not at all
+            await self.checkpoints.persist(job_id)
+            await self.checkpoints.write_index()
+        except OSError as exc:
+            await self.checkpoints.discard(job_id)
+            raise self.storage.failure(exc, "saving the new job") from None
+        self._unfinished_by_owner[owner] += 1
         self.metrics.jobs_submitted.labels(record["process"]).inc()
         self.metrics.jobs_in_progress.labels(record["process"]).inc()
         short = records.short_state(record)
@@ -220,8 +220,7 @@ class JobStore:
             logger.exception("job %s: building the archive failed", job_id)
             record["archive"] = None  # the next request tries again
         self._archiving.discard(job_id)
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.persist(job_id)
+        await self._save(job_id)
 
     # -- the runner's calls -------------------------------------------------------------
 
@@ -247,8 +246,7 @@ class JobStore:
         while order[0] in early:
             self._apply_report(job_id, record, *early.pop(order[0]))
             order[0] += 1
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.persist(job_id)
+        await self._save(job_id)
         return applied
 
     def _apply_report(self, job_id: str, record: dict, kind: str, payload: dict) -> bool:
@@ -279,6 +277,11 @@ class JobStore:
             logger.warning("job %s: unknown report kind %r", job_id, kind)
             return False
         return True
+
+    async def _save(self, job_id: str) -> None:
+        """Record a change and write it; a write storage refuses is retried in the background."""
+        self.checkpoints.changed(job_id)
+        await self.checkpoints.save(job_id)
 
     def _step(self, record: dict, info: str, duration: float) -> None:
         record["steps"].append({"duration": round(float(duration), 6), "info": info})
@@ -328,8 +331,7 @@ class JobStore:
         record["status"] = records.PENDING if record["retry"] == 0 else records.RETRY
         if self._draining or not self._take_slot(job_id, record["queue"]):
             self._waiting.setdefault(record["queue"], deque()).append(job_id)
-            self.checkpoints.changed(job_id)
-            await self.checkpoints.persist(job_id)
+            await self._save(job_id)
             return
         record["attempt"] += 1
         spec = {
@@ -352,14 +354,14 @@ class JobStore:
             "store": ray.get_runtime_context().current_actor,
             "scratch_dir": self.settings.scratch_dir,
             "script_limits": ScriptLimits.from_settings(self.settings),
+            "script_uid": self._script_uids.take(job_id) if record["process"] == CUSTOM else None,
             "queue_options": {name: c.options for name, c in choices.items() if c.runnable},
         }
         ref = run_job_task.options(max_retries=0, name=f"job:{job_id}", **choice.options).remote(
             spec
         )
         self._refs[job_id] = ref
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.persist(job_id)
+        await self._save(job_id)
         asyncio.create_task(self._supervise(job_id, record["attempt"], ref))
 
     async def _supervise(self, job_id: str, attempt: int, ref: ray.ObjectRef) -> None:
@@ -375,12 +377,7 @@ class JobStore:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 self._kill(job_id, ref)
-                limit = record["time_limit"]
-                await self._finish(
-                    job_id,
-                    records.FAILURE,
-                    error=f"time limit of {limit:g} s exceeded (config.time_limit)",
-                )
+                await self._timed_out(job_id)
                 return
         try:
             outcome = future.result()
@@ -388,8 +385,12 @@ class JobStore:
             await self._crashed(job_id, exc)
             return
         except ray_errors.RayTaskError as exc:
+            cause = getattr(exc, "cause", None) or exc
             await self._finish(
-                job_id, records.FAILURE, error=f"the job's runner failed: {exc}", tb=str(exc)
+                job_id,
+                records.FAILURE,
+                error=f"the job's runner failed: {records.one_line(cause)}",
+                tb=str(exc),
             )
             return
         except Exception as exc:  # e.g. TaskCancelledError from an outside cancel
@@ -419,6 +420,32 @@ class JobStore:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True)
         ).remote(self.settings.scratch_dir or None, pid)
 
+    async def _timed_out(self, job_id: str) -> None:
+        """FAILURE, or once, when the job or the operator asks for it, a retry on a bigger queue."""
+        record, s = self.jobs[job_id], self.settings
+        limit = record["time_limit"]
+        exceeded = f"time limit of {limit:g} s exceeded (config.time_limit)"
+        self._deadlines.pop(job_id, None)
+        wanted = record["config"].get("retry_on_timeout")
+        if (s.retry_timed_out_jobs if wanted is None else wanted) and not record.get(
+            "timeout_retried"
+        ):
+            record["timeout_retried"] = True
+            record["retry"] += 1
+            self.metrics.job_retries.labels(record["process"]).inc()
+            queue = s.timeout_retry_queue
+            new_limit = s.timeout_retry_time_limit or limit
+            self._step(
+                record,
+                f"The {exceeded}; retrying once on queue '{queue}' with {new_limit:g} s",
+                0.0,
+            )
+            self._release_slot(job_id)
+            record["queue"], record["time_limit"] = queue, new_limit
+            await self._launch(job_id)
+            return
+        await self._finish(job_id, records.FAILURE, error=exceeded)
+
     async def _crashed(self, job_id: str, exc: Exception) -> None:
         record = self.jobs[job_id]
         self._sweep_scratch(job_id)
@@ -445,18 +472,18 @@ class JobStore:
         record = self.jobs[job_id]
         record["status"] = status
         record["result"] = result
-        record["error"] = error
-        record["traceback"] = tb
+        record["error"] = None if error is None else records.one_line(error)
+        record["traceback"] = None if tb is None else records.plain_traceback(tb)
         if status == records.SUCCESS:
             record["progress"] = 100
         record["time_info"]["stopped"] = records.now_iso()
         self._refs.pop(job_id, None)
         self._deadlines.pop(job_id, None)
         self._workers.pop(job_id, None)
+        self._script_uids.release(job_id)
         self._report_order.pop((job_id, record["attempt"]), None)
         self._release_slot(job_id)
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.persist(job_id)
+        await self._save(job_id)
         self._count_finished(record)
         callback_url = record["config"].get("callback_url")
         if callback_url:
@@ -484,8 +511,7 @@ class JobStore:
             allowed_networks=self.settings.callback_allowed_networks,
         )
         record["callback"] = outcome
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.persist(job_id)
+        await self._save(job_id)
 
     # -- shutdown and retention ------------------------------------------------------
 
@@ -498,6 +524,8 @@ class JobStore:
         deadline = time.monotonic() + timeout
         while self._refs and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
+        # What finished is on disk before the service stops, so it is never run again.
+        await self.checkpoints.flush()
         return len(self._refs)
 
     async def sweep(self, requested_before: str | None = None) -> int:
@@ -528,6 +556,24 @@ class JobStore:
                 await self.sweep()
             except OSError:
                 logger.exception("retention sweep failed; will retry")
+
+    async def expire_uploads(self, older_than_hours: float | None = None) -> int:
+        """Delete presigned uploads no job claimed within `upload_expiry_hours`; returns how many."""
+        hours = self.settings.upload_expiry_hours if older_than_hours is None else older_than_hours
+        old = await asyncio.to_thread(self.storage.uploads_older_than, hours * 3600)
+        for path in old:
+            await asyncio.to_thread(self.storage.delete, path)
+        if old:
+            logger.info("deleted %d unclaimed uploads older than %g h", len(old), hours)
+        return len(old)
+
+    async def _expire_uploads_forever(self) -> None:
+        while True:
+            try:
+                await self.expire_uploads()
+            except OSError:
+                logger.exception("expiring unclaimed uploads failed; will retry")
+            await asyncio.sleep(self.settings.retention_check_seconds)
 
     # -- metrics ----------------------------------------------------------------------
 

@@ -7,14 +7,18 @@ This module is the one place that knows their fields.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 SENT, PENDING, RECEIVED, STARTED, RUNNING = "SENT", "PENDING", "RECEIVED", "STARTED", "RUNNING"
 RETRY, SUCCESS, FAILURE, REVOKED, UNKNOWN = "RETRY", "SUCCESS", "FAILURE", "REVOKED", "UNKNOWN"
-STATUSES = (SENT, PENDING, RECEIVED, STARTED, RUNNING, RETRY, SUCCESS, FAILURE, REVOKED, UNKNOWN)
 TERMINAL = frozenset({SUCCESS, FAILURE, REVOKED})
 
 SHORT_FIELDS = ("uuid", "name", "status", "progress", "error")
+
+ERROR_CHARS = 1000  # `error` is one line a person reads; the whole story goes in `traceback`
+TRACEBACK_CHARS = 64 * 1024
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def now_iso() -> str:
@@ -62,6 +66,25 @@ def new_record(
         "node": None,
         "archive": None,
     }
+
+
+def one_line(error: object, limit: int = ERROR_CHARS) -> str:
+    """An error as one readable line: no colour codes, lines joined, at most `limit` characters."""
+    text = error if isinstance(error, str) else _exception_line(error)
+    text = " ".join(_ANSI.sub("", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plain_traceback(text: str) -> str:
+    """A traceback without terminal colour codes, its end kept when it is very long."""
+    text = _ANSI.sub("", text)
+    return text if len(text) <= TRACEBACK_CHARS else "…" + text[-(TRACEBACK_CHARS - 1) :]
+
+
+def _exception_line(exc: object) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
 
 
 def short_state(record: dict) -> dict:

@@ -25,7 +25,7 @@ from tasks.context import ProgramContext
 from tasks.processes import ProcessSpec, load_module
 from tasks.scratch import scratch_folder
 from tasks.script_sandbox import ScriptError, run_script
-from tasks.storage import Storage
+from tasks.storage import Storage, StorageError
 from tasks.subtasks import SubTasks
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,14 @@ class Reporter:
             )
 
     def flush(self) -> None:
-        """Wait until every event sent so far is applied."""
+        """Wait until every event sent so far is applied. A report the store could not take
+        does not fail the job: its outcome is this task's return value, not the reports."""
         with self._lock:
-            ray.get(self._sent)
+            sent = list(self._sent)
+        try:
+            ray.get(sent)
+        except Exception as exc:
+            logger.warning("job %s: a progress report was not recorded: %s", self.job_id, exc)
 
 
 def run_job(spec: dict) -> dict:
@@ -122,7 +127,15 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
         outcome["error"] = _utf8(user_message(exc))
         outcome["traceback"] = _utf8(traceback.format_exc())
     started = time.monotonic()
-    outcome["outputs"] = _upload_outputs(storage, job_id, output_dir)
+    try:
+        outcome["outputs"] = _upload_outputs(storage, job_id, output_dir)
+    except OSError as exc:
+        outcome.update(
+            status=records.FAILURE,
+            outputs=[],
+            error=str(storage.failure(exc, "saving the job's outputs")),
+            traceback=traceback.format_exc(),
+        )
     if outcome["outputs"]:
         report(
             "step",
@@ -138,7 +151,7 @@ def user_message(exc: BaseException) -> str:
     """One readable line: the toolbox's own errors speak for themselves, others get their type."""
     from tasks.steps.errors import StepError
 
-    if isinstance(exc, StepError | ArchiveError | ScriptError):
+    if isinstance(exc, StepError | ArchiveError | ScriptError | StorageError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 

@@ -15,15 +15,31 @@ when its upload completes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
+import time
 import uuid as uuid_lib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StorageError(Exception):
+    """The job storage refused a write or a read: one readable line naming the storage.
+
+    `full` says it was for lack of space (the API answers 507), otherwise the
+    store failed (503). Raised by the API and the JobStore instead of a raw OSError.
+    """
+
+    def __init__(self, message: str, *, full: bool = False):
+        super().__init__(message)
+        self.full = full
 
 
 class Storage:
@@ -52,6 +68,17 @@ class Storage:
     def index_path(self) -> str:
         return self.path("state", "index.json")
 
+    def failure(self, exc: OSError, doing: str) -> StorageError:
+        """`exc`, raised while `doing` something, as the one line a client or a job can read."""
+        if getattr(exc, "errno", None) in NO_SPACE:
+            return StorageError(
+                f"storage {self.root_url} is full ({exc.strerror or 'no space left'}) while "
+                f"{doing}; free space there (or ask the operator to) and try again",
+                full=True,
+            )
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return StorageError(f"storage {self.root_url} failed while {doing}: {reason}"[:500])
+
     # -- small files ------------------------------------------------------------
 
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
@@ -59,14 +86,15 @@ class Storage:
         if self.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                _remove_quietly(tmp)  # a full disk must not fill up with half-written copies
+                raise
         else:
             self.fs.pipe_file(path, data)
-
-    def write_json_atomic(self, path: str, obj: Any) -> None:
-        self.write_bytes_atomic(path, json.dumps(obj, separators=(",", ":")).encode())
 
     def read_json(self, path: str) -> Any:
         with self.fs.open(path, "rb") as f:
@@ -106,8 +134,12 @@ class Storage:
         if self.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
-            self.fs.put_file(str(local_path), tmp)
-            os.replace(tmp, path)
+            try:
+                self.fs.put_file(str(local_path), tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                _remove_quietly(tmp)
+                raise
         else:
             self.fs.put_file(str(local_path), path)
 
@@ -130,9 +162,31 @@ class Storage:
     def can_presign(self) -> bool:
         return "s3" in _protocols(self.fs)
 
-    def presign_put(self, path: str, expires: int = 3600) -> str:
-        """A URL a client can PUT the object to without passing through the API."""
-        return self.fs.url(path, expires=expires, client_method="put_object")
+    def presign_put(self, path: str, size: int, expires: int = 3600) -> str:
+        """A URL a client can PUT the object to without passing through the API; the
+        signature covers `Content-Length`, so the store refuses a body of another size."""
+        return self.fs.url(path, expires=expires, client_method="put_object", ContentLength=size)
+
+    def uploads_older_than(self, seconds: float) -> list[str]:
+        """Objects under `uploads/` (presigned uploads no job claimed) older than `seconds`."""
+        base = self.path("uploads")
+        if not self.fs.exists(base):
+            return []
+        cutoff = time.time() - seconds
+        old = []
+        for path, info in self.fs.find(base, detail=True).items():
+            modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+            stamp = modified.timestamp() if hasattr(modified, "timestamp") else modified
+            if stamp is not None and float(stamp) <= cutoff:
+                old.append(path)
+        return old
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # never written, or already gone: nothing is left behind either way
 
 
 def _protocols(fs) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid as uuid_lib
 from uuid import UUID
@@ -16,8 +17,9 @@ from serve_app.job_request import build_config, parse_json_object
 from serve_app.models import JobDetails, JobList, JobShort
 from serve_app.multipart_stream import stream_form
 from tasks import records
-from tasks.jobstore import Draining, TooManyJobs
 from tasks.processes import CUSTOM, script_entry_error
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
 
@@ -86,7 +88,7 @@ async def list_jobs(request: Request) -> Response:
 @router.post(
     "",
     response_model=JobShort,
-    responses=documented(400, 401, 403, 413, 422, 429, 503),
+    responses=documented(400, 401, 403, 413, 422, 429, 503, 507),
     openapi_extra=JOB_FORM_SCHEMA,
     dependencies=[Depends(require_role("submit"))],
     summary="Create a new job.",
@@ -108,27 +110,29 @@ async def create_job(request: Request) -> JobShort:
         return path, storage.open_write(path)
 
     try:
-        form = await stream_form(
-            request,
-            max_bytes=settings.max_upload_bytes,
-            chunk_bytes=settings.upload_chunk_bytes,
-            open_target=open_target,
-        )
-        record = await asyncio.to_thread(_validate, state, job_id, form, authenticate(request))
-    except BaseException:
-        await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
-        raise
-    try:
+        try:
+            form = await stream_form(
+                request,
+                max_bytes=settings.max_upload_bytes,
+                chunk_bytes=settings.upload_chunk_bytes,
+                open_target=open_target,
+            )
+            record = await asyncio.to_thread(_validate, state, job_id, form, authenticate(request))
+        except OSError as exc:
+            raise storage.failure(exc, "receiving the upload") from exc
         short = await state.store.call("create", record, authenticate(request).role != "admin")
-    except TooManyJobs as exc:
-        await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
-        reason = getattr(exc, "cause", None) or exc  # Ray wraps the actor's exception
-        raise ApiError(429, str(reason), {"Retry-After": "5"}) from None
-    except Draining as exc:
-        await asyncio.to_thread(storage.delete, storage.job_path(job_id), True)
-        reason = getattr(exc, "cause", None) or exc  # Ray wraps the actor's exception
-        raise ApiError(503, str(reason), {"Retry-After": "30"}) from None
+    except BaseException:
+        await asyncio.to_thread(_discard_files, storage, job_id)
+        raise
     return JobShort(**short)
+
+
+def _discard_files(storage, job_id: str) -> None:
+    """Remove what a refused submission wrote; the refusal, not this clean-up, is the answer."""
+    try:
+        storage.delete(storage.job_path(job_id), True)
+    except OSError:
+        logger.exception("could not remove the files of refused job %s", job_id)
 
 
 def _validate(state, job_id: str, form, principal) -> dict:
@@ -186,7 +190,7 @@ def _validate(state, job_id: str, form, principal) -> dict:
     if file_url:
         if inputs:
             raise ApiError(400, "send either 'file' or 'file_url', not both")
-        inputs.append(_claim_upload(storage, job_id, file_url))
+        inputs.append(_claim_upload(storage, settings, job_id, file_url))
 
     name = fields.get("name")
     return records.new_record(
@@ -204,7 +208,7 @@ def _validate(state, job_id: str, form, principal) -> dict:
     )
 
 
-def _claim_upload(storage, job_id: str, file_url: str) -> str:
+def _claim_upload(storage, settings, job_id: str, file_url: str) -> str:
     """Move an object uploaded through a presigned URL into the job's inputs."""
     if not _UPLOAD_KEY.match(file_url):
         raise ApiError(400, "file_url must be the 'file_url' value returned by POST /uploads")
@@ -212,6 +216,13 @@ def _claim_upload(storage, job_id: str, file_url: str) -> str:
     if not storage.exists(source):
         raise ApiError(
             400, f"nothing was uploaded to {file_url} (PUT the file to the presigned URL first)"
+        )
+    size, limit = storage.size(source), settings.max_upload_bytes
+    if size > limit:
+        storage.delete(source)
+        raise ApiError(
+            413,
+            f"the uploaded file has {size:,} bytes, over this server's limit of {limit:,} bytes",
         )
     filename = file_url.rsplit("/", 1)[1]
     storage.fs.mv(source, storage.job_path(job_id, "inputs", filename))
