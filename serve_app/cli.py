@@ -6,8 +6,8 @@ Without `--address`, it starts a private local Ray cluster, deploys the API
 on it and runs until SIGTERM/SIGINT, then stops Serve and that cluster. With
 `--address auto` (or a cluster address) it deploys onto the existing cluster
 and returns. The API key comes from `PIXYZ_API_KEY` or `PIXYZ_API_KEY_SHA256`;
-with neither, a key is generated once, kept (mode 0600) in the storage folder
-and printed.
+with neither, a key is generated once and printed once; only its SHA-256 digest
+is kept, in `<storage>/api_key` (mode 0600).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import logging
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import threading
+import time
 
 from pixyz_client.cli import add_commands
 from tasks.settings import Settings, hash_key
@@ -27,28 +29,46 @@ from tasks.storage import Storage
 logger = logging.getLogger("pixyz")
 
 KEY_FILE = "api_key"
-SHUTDOWN_SECONDS = 20
+DIGEST_PREFIX = "sha256:"
+SESSION_ENV = "PIXYZ_SERVE_SESSION"  # set in the child process that runs Ray and Serve
+SERVE_STOP_SECONDS = 6
+RAY_STOP_SECONDS = 3
 
 
 def ensure_api_key(settings: Settings) -> str | None:
-    """Make sure some key is accepted; returns the plain key when one was generated or reused."""
+    """Make sure some key is accepted; returns the plain key only when it was just generated.
+
+    The key file holds the key's SHA-256 digest (`sha256:<hex>`), never the key: it is
+    printed once, at creation. A file an older version wrote with the plain key is
+    rewritten as its digest on first read.
+    """
     if settings.api_key_sha256:
         return None
     storage = Storage(settings.storage, settings.storage_options)
     path = storage.path(KEY_FILE)
+    plain = None
     if storage.exists(path):
         with storage.fs.open(path, "rb") as f:
-            key = f.read().decode().strip()
+            stored = f.read().decode().strip()
+        digest = stored.removeprefix(DIGEST_PREFIX)
+        if not stored.startswith(DIGEST_PREFIX):  # written in plain text by an older version
+            digest = hash_key(stored)
+            storage.write_bytes_atomic(path, f"{DIGEST_PREFIX}{digest}\n".encode())
+            logger.warning("%s held the API key in plain text; it now holds only its digest", path)
     else:
-        key = secrets.token_urlsafe(32)
-        storage.write_bytes_atomic(path, key.encode() + b"\n")
+        plain = secrets.token_urlsafe(32)
+        digest = hash_key(plain)
+        storage.write_bytes_atomic(path, f"{DIGEST_PREFIX}{digest}\n".encode())
     if storage.is_local:
         os.chmod(path, 0o600)
-    settings.api_key_sha256.append(hash_key(key))
-    return key
+    settings.api_key_sha256.append(digest)
+    return plain
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    if not args.address and os.environ.get(SESSION_ENV) != "1":
+        return supervise(args.argv, Settings().drain_seconds)
+
     from ray import serve
 
     from serve_app.deployment import APP_NAME, app_builder, start_serve
@@ -58,6 +78,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.storage:
         overrides["storage"] = args.storage
     settings = Settings(**overrides)
+    from_key_file = not settings.api_key_sha256
     generated_key = ensure_api_key(settings)
 
     import ray
@@ -79,28 +100,113 @@ def serve_command(args: argparse.Namespace) -> int:
     print(f"PiXYZ API ready at {url}  (docs: {url}/docs)", flush=True)
     print(f"Storage: {settings.storage}", flush=True)
     if generated_key:
-        print(f"API key: {generated_key}   (send it as the x-api-key header)", flush=True)
+        print(
+            f"API key: {generated_key}   (send it as the x-api-key header; shown this once,"
+            f" only its SHA-256 digest is kept in {KEY_FILE})",
+            flush=True,
+        )
+    elif from_key_file:
+        print(
+            f"API key: the one printed when {settings.storage} was first used"
+            f" (its SHA-256 digest is in {KEY_FILE}; delete that file for a new key)",
+            flush=True,
+        )
     else:
         print("API key: from PIXYZ_API_KEY / PIXYZ_API_KEY_SHA256", flush=True)
 
     if args.address:
         return 0
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    drain(settings)
+    if ray_alive():
+        drain(settings)
+    else:  # a signal to every process (e.g. systemd's KillMode=control-group) also hit Ray
+        print(
+            "Ray's own processes were stopped too: not draining; unfinished jobs run again on"
+            " the next start",
+            flush=True,
+        )
     print("Stopping: Serve, then the local Ray cluster...", flush=True)
-    # A terminal's Ctrl-C also reaches Ray's own processes, and Serve's graceful
-    # shutdown then waits on a dead raylet: give it a deadline, then end the cluster.
-    stopper = threading.Thread(target=serve.shutdown, daemon=True)
-    stopper.start()
-    stopper.join(timeout=SHUTDOWN_SECONDS)
-    if stopper.is_alive():
-        print(f"Serve did not stop within {SHUTDOWN_SECONDS} s; ending the cluster", flush=True)
-    ray.shutdown()
+    if ray_alive():
+        _within(SERVE_STOP_SECONDS, serve.shutdown, "Serve did not stop")
+    _within(RAY_STOP_SECONDS, ray.shutdown, "Ray did not stop")
     print("Stopped.", flush=True)
-    return 0
+    sys.stdout.flush()
+    os._exit(0)  # Ray's threads (a dead GCS's reconnect loop) must not hold the exit
+
+
+def _within(seconds: float, stop, complaint: str) -> None:
+    """Run `stop()` with a deadline: a step of the shutdown must not hold the whole exit."""
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
+    stopper.join(timeout=seconds)
+    if stopper.is_alive():
+        print(f"{complaint} within {seconds:g} s; going on", flush=True)
+
+
+def ray_alive() -> bool:
+    """Whether this process's local Ray cluster still has all its processes (GCS, raylet, ...)."""
+    import ray
+
+    node = ray._private.worker._global_node
+    return node is not None and node.remaining_processes_alive()
+
+
+def supervise(argv: list[str], drain_seconds: float) -> int:
+    """Run `pixyz serve` in a child process, in a session of its own, and stop it on a signal.
+
+    A signal sent to this process's group (systemd, a closed terminal, `kill -- -PGID`, Ctrl-C)
+    reaches only this process, never Ray's GCS and raylet, which the child starts in its own
+    group: the child then drains running jobs and stops Ray itself. Whatever happens, the
+    child's whole group is gone when this returns; the child dies with this process.
+    """
+    env = {**os.environ, SESSION_ENV: "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "serve_app.cli", *argv],
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    stopping: list[float] = []
+
+    def on_signal(signum, _frame):
+        if not stopping:
+            stopping.append(time.monotonic())
+            child.send_signal(signal.SIGTERM)
+        elif signum == signal.SIGINT:  # a second Ctrl-C: stop at once
+            print("Stopping at once; unfinished jobs run again on the next start", flush=True)
+            _kill_group(child.pid)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    patience = drain_seconds + SERVE_STOP_SECONDS + RAY_STOP_SECONDS + 5
+    while child.poll() is None:
+        try:
+            child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping and time.monotonic() - stopping[0] > patience:
+            print(f"The service did not stop within {patience:g} s; ending it", flush=True)
+            _kill_group(child.pid)
+    _kill_group(child.pid)  # anything of the child's left behind (it was killed, say)
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM (and drain) if the supervising parent dies."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already empty
 
 
 def drain(settings: Settings) -> None:
@@ -115,9 +221,19 @@ def drain(settings: Settings) -> None:
     )
     try:
         store = get_or_create_store(settings)
-        remaining = ray.get(
-            store.drain.remote(settings.drain_seconds), timeout=settings.drain_seconds + 15
-        )
+        pending = store.drain.remote(settings.drain_seconds)
+        deadline = time.monotonic() + settings.drain_seconds + 5
+        while True:  # poll, so that a cluster dying meanwhile ends the wait at once
+            ready, _ = ray.wait([pending], timeout=0.5)
+            if ready:
+                remaining = ray.get(ready[0])
+                break
+            if not ray_alive():
+                raise RuntimeError("Ray's processes stopped while draining")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the JobStore did not answer within {settings.drain_seconds + 5:g} s"
+                )
     except Exception as exc:  # shutting down regardless; say why draining was cut short
         print(f"Draining stopped early: {type(exc).__name__}: {exc}", flush=True)
         return
@@ -173,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.func(args)
 
 

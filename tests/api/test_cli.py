@@ -1,5 +1,6 @@
 """`pixyz serve` as an operator runs it: key handling, clean stop on SIGTERM, restart on the same storage."""
 
+import hashlib
 import os
 import signal
 import stat
@@ -14,7 +15,7 @@ import pytest
 from conftest import free_port, ray_temp_dir
 
 
-def _start(storage, port, env_extra=None):
+def _start(storage, port, env_extra=None, new_session=False):
     inherited = ("PIXYZ_API_KEY", "PIXYZ_API_KEY_SHA256", "RAY_ADDRESS")
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env.update(env_extra or {})
@@ -41,6 +42,7 @@ def _start(storage, port, env_extra=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=new_session,  # its own process group, as systemd or a terminal gives it
     )
     lines = []
     deadline = time.monotonic() + 120
@@ -71,7 +73,8 @@ def test_serve_generates_a_key_stops_cleanly_and_restarts_with_every_job(tmp_pat
     key = lines[-1].split()[2]
     assert any(f"http://127.0.0.1:{port}" in line for line in lines)
     key_file = storage / "api_key"
-    assert key_file.read_text().strip() == key
+    assert key not in key_file.read_text()  # printed once, never stored
+    assert key_file.read_text().strip() == "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
     url = f"http://127.0.0.1:{port}"
@@ -87,7 +90,8 @@ def test_serve_generates_a_key_stops_cleanly_and_restarts_with_every_job(tmp_pat
     assert not leftovers, f"processes left behind: {[p.cmdline()[:2] for p in leftovers]}"
 
     proc, lines = _start(storage, port)
-    assert lines[-1].split()[2] == key  # the same key, read back from storage
+    assert key not in "".join(lines)  # not printed again: the service no longer knows it
+    assert "the one printed when" in lines[-1]
     try:
         with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=30) as client:
             jobs = {j["uuid"]: j for j in client.get("/jobs").json()["jobs"]}
@@ -110,3 +114,84 @@ def test_serve_takes_the_key_from_the_environment(tmp_path, ray_cluster):
             assert client.get("/jobs", headers={"x-api-key": "other"}).status_code == 401
     finally:
         assert not _stop(proc)
+
+
+def test_a_plain_key_left_by_an_older_version_is_replaced_by_its_digest(tmp_path):
+    from serve_app.cli import ensure_api_key
+    from tasks.settings import Settings
+
+    (tmp_path / "api_key").write_text("old-plain-key\n")
+    settings = Settings(storage=str(tmp_path))
+    assert ensure_api_key(settings) is None  # nothing new to print
+    assert settings.api_key_sha256 == [hashlib.sha256(b"old-plain-key").hexdigest()]
+    assert "old-plain-key" not in (tmp_path / "api_key").read_text()
+    assert ensure_api_key(Settings(storage=str(tmp_path))) is None  # read back as a digest
+
+
+def _wait_status(client, job_id, statuses, timeout=60):
+    deadline = time.monotonic() + timeout
+    while (state := client.get(f"/jobs/{job_id}").json())["status"] not in statuses:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    return state
+
+
+def _gone_within(proc, descendants, timeout):
+    """Seconds until `proc` exited, and the descendants still alive after that."""
+    started = time.monotonic()
+    proc.wait(timeout=timeout)
+    took = time.monotonic() - started
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    return took, [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.cluster
+def test_sigterm_to_the_process_group_drains_then_stops_and_never_reruns_a_finished_job(
+    tmp_path, ray_cluster
+):
+    """systemd's default KillMode, a closed terminal and `kill -- -PGID` signal the whole group."""
+    storage, port = tmp_path / "storage", free_port()
+    proc, lines = _start(storage, port, new_session=True)
+    key = lines[-1].split()[2]
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=30) as client:
+        job = client.post("/jobs", data={"process": "sleep", "params": '{"duration": 4}'})
+        job_id = job.json()["uuid"]
+        _wait_status(client, job_id, ("RUNNING",))
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        refused = client.post("/jobs", data={"process": "api_test"}, timeout=10)
+        assert refused.status_code == 503, refused.text  # at once, not after a hang
+        assert time.monotonic() - sent < 3
+        assert "shutting down" in refused.json()["detail"]["details"]
+    took, alive = _gone_within(proc, descendants, timeout=90)
+    # The job had about 3 s left; the old failure mode was Ray's own 60 s GCS timeout.
+    assert took < 30, f"took {took:.1f} s to stop"
+    assert not alive, f"processes left behind: {[p.cmdline()[:2] for p in alive]}"
+
+    proc, lines = _start(storage, port)
+    try:
+        with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=30) as client:
+            details = client.get(f"/jobs/{job_id}/details").json()
+            assert details["status"] == "SUCCESS", details
+            assert details["retry"] == 0  # its finished work was recorded: not run again
+            assert not any("restarted" in step["info"] for step in details["steps"])
+    finally:
+        assert not _stop(proc)
+
+
+@pytest.mark.cluster
+def test_sigterm_to_every_process_stops_promptly(tmp_path, ray_cluster):
+    """Ray's own processes get the signal too (KillMode=control-group): no drain, no 60 s hang."""
+    proc, _ = _start(tmp_path / "storage", free_port(), new_session=True)
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    for process in [psutil.Process(proc.pid), *descendants]:
+        try:
+            process.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    took, alive = _gone_within(proc, descendants, timeout=90)
+    assert took < 20, f"took {took:.1f} s to stop"
+    assert not alive, f"processes left behind: {[p.cmdline()[:2] for p in alive]}"
