@@ -8,6 +8,7 @@ too. Business logic lives in the routers and in `tasks/`.
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
@@ -43,8 +44,10 @@ def build_app(settings: Settings, store) -> FastAPI:
     app.state.http_metrics = HttpMetrics(store)
 
     install_handlers(app)
-    for module in (root, processes, jobs, outputs, backend, dev, metrics, uploads):
+    for module in (root, processes, jobs, outputs, backend, metrics, uploads):
         app.include_router(module.router)
+    if settings.dev_routes:
+        app.include_router(dev.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(key_unless_open)])
     async def openapi_schema() -> JSONResponse:
@@ -55,4 +58,13 @@ def build_app(settings: Settings, store) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="PiXYZ API")
 
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["x-api-key", "content-type"],
+            expose_headers=["content-disposition", "retry-after"],
+            max_age=600,
+        )
     return app

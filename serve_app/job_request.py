@@ -31,6 +31,7 @@ class JobConfig:
     queue: str = "cpu"
     time_limit: float = 3600.0
     callback_url: str | None = None
+    retry_on_timeout: bool | None = None
     extra: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -41,7 +42,16 @@ class JobConfig:
             "queue": self.queue,
             "time_limit": self.time_limit,
             "callback_url": self.callback_url,
+            "retry_on_timeout": self.retry_on_timeout,
         }
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NotFinite(name)
 
 
 def parse_json_object(text: str | None, field_name: str) -> dict:
@@ -49,7 +59,13 @@ def parse_json_object(text: str | None, field_name: str) -> dict:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        # NaN and Infinity are not JSON (RFC 8259): Python reads them, nothing else can.
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except _NotFinite as exc:
+        raise ApiError(
+            400,
+            f"'{field_name}' is not valid JSON: {exc} is not a number JSON allows (use null or a finite number)",
+        ) from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400, f"'{field_name}' is not valid JSON: {exc.msg} at position {exc.pos}"
@@ -124,6 +140,10 @@ def build_config(
                     f"config.time_limit must be a number of seconds in (0, {MAX_TIME_LIMIT:g}], got {value!r}",
                 )
             config.time_limit = float(value)
+        elif key == "retry_on_timeout":
+            if not isinstance(value, bool):
+                raise ApiError(400, f"config.retry_on_timeout must be true or false, got {value!r}")
+            config.retry_on_timeout = value
         elif key == "callback_url":
             if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
                 raise ApiError(400, f"config.callback_url must be an http(s) URL, got {value!r}")

@@ -93,6 +93,11 @@ class UploadRequest(BaseModel):
     filename: str = Field(
         description="Name of the file you will PUT (its extension picks the reader)"
     )
+    size: int = Field(
+        ge=0,
+        description="Bytes you will PUT: the URL accepts a body of exactly this length, and no"
+        " more than the server's upload limit (413)",
+    )
 
 
 class UploadTicket(BaseModel):

@@ -39,7 +39,7 @@ from tasks import sandbox_linux
 
 logger = logging.getLogger(__name__)
 
-# Scripts of a root worker run as uid/gid SCRIPT_UIDS.start + (job id mod its length).
+# Scripts of a root worker run as a uid/gid of their own from this range (see ScriptUids).
 SCRIPT_UIDS = range(200_000, 265_536)
 _DISK_CHECK_SECONDS = 0.5
 # Never hidden, whatever the settings or HOME say: the script's Python needs them.
@@ -83,7 +83,7 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
     time_limit = spec["info"]["time_limit"]
     limits = replace(spec["script_limits"], cpu_seconds=max(1, int(time_limit) + 1))
     as_root = _worker_is_root()
-    uid = SCRIPT_UIDS.start + int(spec["job_id"][:8], 16) % len(SCRIPT_UIDS) if as_root else None
+    uid = (spec.get("script_uid") or _uid_from_id(spec["job_id"])) if as_root else None
     (work / "tmp").mkdir(exist_ok=True)
     host_spec = {
         "script": str(script_path),
@@ -203,6 +203,33 @@ def _ray_temp_dir() -> str | None:
         return ray._private.worker.global_worker.node.get_temp_dir_path()
     except Exception:  # not in a Ray worker (tests of the sandbox alone): nothing to hide
         return None
+
+
+class ScriptUids:
+    """The uids of running scripts, one per job: the JobStore takes one when it launches a
+    `custom` job and gives it back when the job ends, so no two running jobs share one."""
+
+    def __init__(self, uids: range = SCRIPT_UIDS):
+        self.uids = uids
+        self.taken: dict[str, int] = {}
+
+    def take(self, job_id: str) -> int:
+        """The job's uid (the same one on every attempt while it runs)."""
+        if job_id not in self.taken:
+            used = set(self.taken.values())
+            free = next((uid for uid in self.uids if uid not in used), None)
+            if free is None:
+                raise RuntimeError(f"all {len(self.uids)} script uids are in use")
+            self.taken[job_id] = free
+        return self.taken[job_id]
+
+    def release(self, job_id: str) -> None:
+        self.taken.pop(job_id, None)
+
+
+def _uid_from_id(job_id: str) -> int:
+    """For a script launched without a uid from the JobStore (an older store)."""
+    return SCRIPT_UIDS.start + int(job_id[:8], 16) % len(SCRIPT_UIDS)
 
 
 def _chown_tree(folder: Path, uid: int) -> None:

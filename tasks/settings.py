@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     """Largest accepted upload (file + script) in bytes; larger requests get 413."""
 
+    upload_expiry_hours: float = 24.0
+    """Presigned uploads (`POST /uploads`, S3) that no job claimed are deleted after this long."""
+
     upload_chunk_bytes: int = 8 * 1024**2
     """Uploads are written to storage in chunks of this size."""
 
@@ -92,6 +95,17 @@ class Settings(BaseSettings):
     max_retries: int = 1
     """Times a job is re-run after its worker or node died (user errors are never retried)."""
 
+    retry_timed_out_jobs: bool = False
+    """Run a job that hit its time limit once more, on `timeout_retry_queue` (the anchor's retry on
+    `gpuhigh`), unless its `config.retry_on_timeout` says false. Off: only jobs asking for it
+    with `config.retry_on_timeout: true` are retried."""
+
+    timeout_retry_queue: str = "gpuhigh"
+    """The queue a timed-out job is retried on (one of `queue_resources`)."""
+
+    timeout_retry_time_limit: float = 0.0
+    """Seconds the retry may run; 0: the job's own time limit again."""
+
     callback_secret: str = ""
     """When set, completion callbacks carry `X-Pixyz-Signature: sha256=<HMAC-SHA256 of the body>`."""
 
@@ -102,6 +116,14 @@ class Settings(BaseSettings):
     """Networks (CIDR, e.g. `10.20.0.0/16`, `fd00::/8`) that completion callbacks may reach although
     they are loopback, private, link-local or otherwise not public. Empty (the default): callbacks
     go to public addresses only. Env: comma-separated, or a JSON list."""
+
+    dev_routes: bool = False
+    """Serve `POST/GET /dev/callback`, a callback receiver for trying integrations (keeps the
+    last payloads in each replica's memory). Off: those routes are 404."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (e.g. `https://viewer.example.com`) whose browser pages may call the API; `*` for
+    any. Empty (the default): no CORS headers, so only same-origin pages can. Env: comma-separated."""
 
     namespace: str = "pixyz"
     """Ray namespace of the JobStore actor and the Serve application."""
@@ -156,6 +178,13 @@ class Settings(BaseSettings):
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"not a SHA-256 hex digest: {digest[:12]}...")
         return hashes
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("callback_allowed_networks", mode="before")
     @classmethod

@@ -112,6 +112,7 @@ def service(ray_cluster, tmp_path_factory) -> Service:
         "process_path": str(TEST_PROCESSES),
         "callback_secret": CALLBACK_SECRET,
         "callback_allowed_networks": ["127.0.0.0/8"],
+        "dev_routes": True,
         "max_upload_bytes": MAX_UPLOAD,
         "upload_chunk_bytes": 1024 * 1024,
         "script_file_bytes": 64 * 1024 * 1024,

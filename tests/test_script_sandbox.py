@@ -125,3 +125,21 @@ def test_a_home_of_slash_hides_nothing_the_interpreter_needs(tmp_path, monkeypat
         tmp_path, "import os\ndef main(pc, params):\n    return {'etc': os.path.isdir('/etc')}\n"
     )
     assert seen == {"etc": True}
+
+
+def test_running_scripts_never_share_a_uid():
+    from tasks.script_sandbox import SCRIPT_UIDS, ScriptUids
+
+    uids = ScriptUids()
+    # Job ids that the old rule (id mod 65,536) mapped onto one uid.
+    first, second = "00010000-aaaa", "00020000-bbbb"
+    mine = uids.take(first)
+    taken = {mine, uids.take(second), uids.take("00030000-cccc")}
+    assert len(taken) == 3 and taken <= set(SCRIPT_UIDS)
+    assert uids.take(first) == mine  # the same uid on a retry
+    uids.release(first)
+    assert uids.take("00040000-dddd") == mine  # a freed uid is reused, a taken one never
+    small = ScriptUids(range(10, 11))
+    small.take("a")
+    with pytest.raises(RuntimeError, match="all 1 script uids are in use"):
+        small.take("b")

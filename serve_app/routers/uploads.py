@@ -2,6 +2,9 @@
 
 Serve's proxy buffers request bodies, so multi-GB files are better PUT
 directly to S3; the job is then created with `file_url` instead of `file`.
+The URL is signed for the declared size (within `max_upload_bytes`), the size
+is checked again when a job claims the object, and objects no job claimed are
+deleted after `upload_expiry_hours` (the JobStore's sweep).
 """
 
 import uuid as uuid_lib
@@ -45,7 +48,7 @@ EXPIRES_SECONDS = 3600
 @router.post(
     "",
     response_model=UploadTicket,
-    responses=documented(400, 401, 403, 422),
+    responses=documented(400, 401, 403, 413, 422),
     summary="Get a presigned URL to upload a large input file directly to storage.",
 )
 async def create_upload(body: UploadRequest, request: Request) -> UploadTicket:
@@ -54,8 +57,13 @@ async def create_upload(body: UploadRequest, request: Request) -> UploadTicket:
         raise ApiError(
             400, "this server's storage cannot take direct uploads; send the file in POST /jobs"
         )
+    limit = request.app.state.settings.max_upload_bytes
+    if body.size > limit:
+        raise ApiError(
+            413, f"upload of {body.size:,} bytes is over this server's limit of {limit:,} bytes"
+        )
     filename = safe_filename(body.filename)
     upload_id = uuid_lib.uuid4().hex
     key = f"uploads/{upload_id}/{filename}"
-    url = storage.presign_put(storage.path(key), expires=EXPIRES_SECONDS)
+    url = storage.presign_put(storage.path(key), body.size, expires=EXPIRES_SECONDS)
     return UploadTicket(upload_id=upload_id, url=url, file_url=key, expires_in=EXPIRES_SECONDS)

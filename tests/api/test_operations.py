@@ -97,3 +97,75 @@ def test_draining_refuses_new_jobs_with_503_and_waits_for_running_ones(private_s
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "30"
     assert refused.json()["detail"]["details"].startswith("the service is shutting down")
+
+
+def test_a_timed_out_job_is_retried_once_on_the_bigger_queue_when_asked(private_service):
+    client, _ = private_service(timeout_retry_time_limit=30)
+    asked = client.post(
+        "/jobs",
+        data={
+            "process": "sleep",
+            "params": '{"duration": 3}',
+            "config": '{"time_limit": 1, "retry_on_timeout": true}',
+        },
+    ).json()["uuid"]
+    not_asked = client.post(
+        "/jobs",
+        data={"process": "sleep", "params": '{"duration": 3}', "config": '{"time_limit": 1}'},
+    ).json()["uuid"]
+
+    assert wait(client, asked, timeout=90)["status"] == "SUCCESS"
+    details = client.get(f"/jobs/{asked}/details").json()
+    assert details["retry"] == 1 and details["queue"] == "gpuhigh"
+    assert any(
+        "time limit of 1 s exceeded" in s["info"]
+        and "retrying once on queue 'gpuhigh' with 30 s" in s["info"]
+        for s in details["steps"]
+    ), details["steps"]
+
+    state = wait(client, not_asked)
+    assert state["status"] == "FAILURE"
+    assert state["error"] == "time limit of 1 s exceeded (config.time_limit)"
+
+
+def test_the_operator_can_retry_every_timed_out_job_and_a_retry_is_only_once(private_service):
+    client, _ = private_service(retry_timed_out_jobs=True)
+    job = client.post(
+        "/jobs",
+        data={"process": "sleep", "params": '{"duration": 5}', "config": '{"time_limit": 1}'},
+    ).json()["uuid"]
+    state = wait(client, job, timeout=90)
+    assert state["status"] == "FAILURE"  # the retry ran out of time too: no third run
+    assert state["error"] == "time limit of 1 s exceeded (config.time_limit)"
+    assert client.get(f"/jobs/{job}/details").json()["retry"] == 1
+
+    refused = client.post("/jobs", data={"process": "sleep", "config": '{"retry_on_timeout": 1}'})
+    assert refused.status_code == 400
+    assert (
+        refused.json()["detail"]["details"]
+        == "config.retry_on_timeout must be true or false, got 1"
+    )
+
+
+def test_retention_deletes_finished_jobs_once_they_are_older_than_retention_days(
+    private_service, tmp_path
+):
+    # 6 s of retention, checked twice a second: the background sweep, not a call to it.
+    client, _ = private_service(retention_days=6 / 86400, retention_check_seconds=0.5)
+    old = submit(client, "api_test")
+    running = submit(client, "sleep", duration=12)
+    wait(client, old)
+    time.sleep(2)
+    young = submit(client, "api_test")
+    wait(client, young)
+    assert client.get(f"/jobs/{old}").status_code == 200  # younger than 6 s: kept
+
+    deadline = time.monotonic() + 15
+    while client.get(f"/jobs/{old}").status_code != 404:
+        assert time.monotonic() < deadline, "the old job was never swept"
+        time.sleep(0.2)
+    assert not (tmp_path / "storage0" / "jobs" / old).exists()
+    assert client.get(f"/jobs/{young}").status_code == 200  # two seconds younger: still kept
+    # Older than 6 s but unfinished: never swept.
+    assert client.get(f"/jobs/{running}").json()["status"] in ("STARTED", "RUNNING")
+    assert (tmp_path / "storage0" / "jobs" / running / "state.json").exists()

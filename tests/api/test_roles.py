@@ -132,6 +132,7 @@ def roles(ray_cluster, tmp_path_factory):
         api_keys_file=str(keys_file),
         allow_scripts=True,
         callback_secret=CALLBACK_SECRET,
+        dev_routes=True,
         store_name=f"store-{folder.name}",
         process_path=str(folder / "processes"),
     )
@@ -223,7 +224,7 @@ def call(roles, app, operation, caller: str, job_id: str | None = None):
     path = template.format(job_uuid=job_id, file_path=OUTPUT, process_name="api_test")
     body = {
         ("POST", "/jobs"): {"data": {"process": "api_test"}},
-        ("POST", "/uploads"): {"json": {"filename": "big.step"}},
+        ("POST", "/uploads"): {"json": {"filename": "big.step", "size": 1000}},
         ("POST", "/dev/callback"): {"json": {"infos": {"status": "SUCCESS"}}},
     }.get(operation, {})
     return client_for(app, caller).request(method, path, **body), job_id

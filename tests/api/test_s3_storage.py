@@ -9,7 +9,7 @@ import pytest
 import s3fs
 from ray import serve
 
-from conftest import API_KEY, submit, wait_for
+from conftest import API_KEY, MAX_UPLOAD, error_of, submit, wait_for
 
 BUCKET = "pixyz-test"
 
@@ -27,6 +27,7 @@ def s3_service(service, moto_server):
         "api_key_sha256": [hash_key(API_KEY)],
         "allow_scripts": True,
         "store_name": "pixyz-jobstore-s3",
+        "max_upload_bytes": MAX_UPLOAD,
     }
     serve.run(app_builder(args), name="pixyz-s3", route_prefix="/s3")
     yield service, options
@@ -81,10 +82,10 @@ def test_jobs_inputs_outputs_and_state_live_in_the_bucket(s3_client, s3_service,
 
 
 def test_large_files_can_skip_the_proxy_with_a_presigned_upload(s3_client):
-    ticket = s3_client.post("/uploads", json={"filename": "big part.bin"})
+    payload = b"presigned" * 100_000
+    ticket = s3_client.post("/uploads", json={"filename": "big part.bin", "size": len(payload)})
     assert ticket.status_code == 200, ticket.text
     ticket = ticket.json()
-    payload = b"presigned" * 100_000
     put = httpx.put(ticket["url"], content=payload, timeout=60)
     assert put.status_code == 200, put.text
     data = {"process": "custom", "file_url": ticket["file_url"], "params": "{}", "config": "{}"}
@@ -96,12 +97,56 @@ def test_large_files_can_skip_the_proxy_with_a_presigned_upload(s3_client):
 
 
 def test_file_url_must_come_from_uploads(s3_client):
-    for bad in ("../../etc/passwd", "uploads/xyz/a.stl", f"uploads/{'0' * 32}/missing.stl"):
+    not_ours = "file_url must be the 'file_url' value returned by POST /uploads"
+    for bad, reason in (
+        ("../../etc/passwd", not_ours),
+        ("uploads/xyz/a.stl", not_ours),
+        (
+            f"uploads/{'0' * 32}/missing.stl",
+            f"nothing was uploaded to uploads/{'0' * 32}/missing.stl (PUT the file to the"
+            " presigned URL first)",
+        ),
+    ):
         response = s3_client.post("/jobs", data={"process": "api_test", "file_url": bad})
-        assert response.status_code == 400, bad
+        assert error_of(response, 400) == reason, bad
+
+
+def test_presigned_uploads_are_held_to_the_upload_limit(s3_client, s3_service):
+    over = s3_client.post("/uploads", json={"filename": "huge.bin", "size": MAX_UPLOAD + 1})
+    assert f"over this server's limit of {MAX_UPLOAD:,} bytes" in error_of(over, 413)
+
+    # A client that declares the limit and sends more: the store refuses the PUT (the size is
+    # signed), or, where a store does not check that, the job that claims the object is refused.
+    ticket = s3_client.post("/uploads", json={"filename": "liar.bin", "size": MAX_UPLOAD}).json()
+    put = httpx.put(ticket["url"], content=b"\0" * (MAX_UPLOAD + 1024), timeout=60)
+    job = s3_client.post("/jobs", data={"process": "api_test", "file_url": ticket["file_url"]})
+    if put.status_code == 200:
+        assert "over this server's limit" in error_of(job, 413)
+    else:
+        assert put.status_code in (400, 403), put.text
+        assert "nothing was uploaded" in error_of(job, 400)
+    _, options = s3_service
+    assert not s3fs.S3FileSystem(**options).exists(f"{BUCKET}/service/{ticket['file_url']}")
+
+
+def test_unclaimed_uploads_expire(s3_client, s3_service):
+    import ray
+
+    _, options = s3_service
+    ticket = s3_client.post("/uploads", json={"filename": "left.bin", "size": 4}).json()
+    assert httpx.put(ticket["url"], content=b"left", timeout=60).status_code == 200
+    fs = s3fs.S3FileSystem(**options)
+    assert fs.exists(f"{BUCKET}/service/{ticket['file_url']}")
+    store = ray.get_actor("pixyz-jobstore-s3", namespace="pixyz")
+    assert ray.get(store.expire_uploads.remote(1.0)) == 0  # younger than an hour: kept
+    assert ray.get(store.expire_uploads.remote(0.0)) >= 1
+    fs.invalidate_cache()
+    assert not fs.exists(f"{BUCKET}/service/{ticket['file_url']}")
+    job = s3_client.post("/jobs", data={"process": "api_test", "file_url": ticket["file_url"]})
+    assert "nothing was uploaded" in error_of(job, 400)
 
 
 def test_local_storage_says_it_cannot_presign(client):
-    response = client.post("/uploads", json={"filename": "a.step"})
+    response = client.post("/uploads", json={"filename": "a.step", "size": 10})
     assert response.status_code == 400
     assert "POST /jobs" in response.json()["detail"]["details"]
