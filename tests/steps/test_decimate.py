@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +38,14 @@ def test_a_million_triangles_to_ten_percent_stays_within_4e_4_of_the_diagonal():
     mesh = bumpy_sphere(8)
     assert len(mesh.faces) >= 1_000_000
 
-    start = time.perf_counter()
     result = only_mesh(decimate(from_trimesh(mesh), DecimateOptions(ratio=0.1)))
-    seconds = time.perf_counter() - start
 
     target = len(mesh.faces) // 10
     assert abs(len(result.faces) - target) <= 0.1 * target
     # symmetric Hausdorff: every vertex plus 50k area samples per side, exact
     # point-to-triangle distances (see tasks/steps/hausdorff.py)
     assert hausdorff_distance(mesh, result, samples=50_000) <= 4e-4 * diagonal(mesh)
-    assert result.is_watertight
-    assert seconds < 10
+    assert result.is_watertight  # its speed: bench/geometry.py
 
 
 def test_triangle_budget_is_shared_over_the_parts():
