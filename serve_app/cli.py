@@ -3,9 +3,11 @@
     pixyz serve --host 127.0.0.1 --port 8000 --storage ./var/storage [--address auto]
 
 Without `--address`, it starts a private local Ray cluster, deploys the API
-on it and runs until SIGTERM/SIGINT, then stops Serve and that cluster. With
-`--address auto` (or a cluster address) it deploys onto the existing cluster
-and returns. The API key comes from `PIXYZ_API_KEY` or `PIXYZ_API_KEY_SHA256`;
+on it and runs until SIGTERM/SIGINT/SIGHUP, then drains running jobs and stops
+Serve and that cluster. It does so in a child process with a session of its
+own (`supervise`), so that a signal to the caller's whole process group reaches
+Ray's GCS and raylet only through that orderly stop. With `--address auto` (or
+a cluster address) it deploys onto the existing cluster and returns. The API key comes from `PIXYZ_API_KEY` or `PIXYZ_API_KEY_SHA256`;
 with neither, a key is generated once and printed once; only its SHA-256 digest
 is kept, in `<storage>/api_key` (mode 0600).
 """
@@ -150,8 +152,8 @@ def ray_alive() -> bool:
     """Whether this process's local Ray cluster still has all its processes (GCS, raylet, ...)."""
     import ray
 
-    node = ray._private.worker._global_node
-    return node is not None and node.remaining_processes_alive()
+    node = ray._private.worker._global_node  # None until ray.init: nothing known to be dead
+    return node is None or node.remaining_processes_alive()
 
 
 def supervise(argv: list[str], drain_seconds: float) -> int:

@@ -82,11 +82,9 @@ class JobStore:
         self._waiting: dict[str, deque[str]] = {}  # queue -> jobs waiting for a slot
         self._draining = False
         self._report_order: dict[tuple[str, int], list] = {}  # (job, attempt) -> [next seq, early]
-        self._archiving: set[str] = set()
-        self._script_uids = ScriptUids()
-        self._unfinished_by_owner: Counter[str | None] = (
-            Counter()
-        )  # jobs whose archive this incarnation is building
+        self._archiving: set[str] = set()  # jobs whose archive this incarnation is building
+        self._script_uids = ScriptUids()  # the uid of each running custom script
+        self._unfinished_by_owner: Counter[str | None] = Counter()
         self._started = False
         self._to_resume = self.checkpoints.load()
 
