@@ -1,6 +1,6 @@
 """What the custom-script sandbox costs: an empty script, run in it, end to end.
 
-Runs `tasks.script_sandbox.run_script` directly (no Ray, no API), the way the job
+Runs `tasks.sandbox.scripts.run_script` directly (no Ray, no API), the way the job
 runner calls it, in each form the host allows: its own uid (root) and a user
 namespace. Prints the median and p90 of N runs.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from table import print_table
 
-from tasks import script_sandbox
 from tasks.context import ProgramContext
-from tasks.script_sandbox import ScriptLimits, run_script
+from tasks.sandbox import scripts as script_sandbox
+from tasks.sandbox.scripts import ScriptLimits, run_script
 from tasks.settings import Settings
 from tasks.storage import Storage
 

@@ -7,7 +7,7 @@ import zipfile
 
 import ray
 
-from tasks.scratch import scratch_folder
+from tasks.sandbox.scratch import scratch_folder
 from tasks.storage import Storage
 
 # Already-compressed outputs gain nothing from deflate and cost CPU.

@@ -8,7 +8,7 @@ and compare in constant time. Delivery is retried with exponential backoff.
 Callbacks go to public addresses only, unless the operator lists a network in
 `PIXYZ_CALLBACK_ALLOWED_NETWORKS`: a `submit` key must not be able to make the
 service POST to cloud metadata, localhost or the internal network (SSRF).
-The rule lives in `tasks/egress.py`:
+The rule lives in `tasks/sandbox/egress.py`:
 
 - at submit (`egress.literal_refusal`), a host written as an IP address, in any form
   the resolver accepts (`127.1`, `2130706433`, `0x7f000001`, `[::ffff:127.0.0.1]`),
@@ -35,7 +35,7 @@ from collections.abc import Iterable
 
 import httpx
 
-from tasks.egress import (
+from tasks.sandbox.egress import (
     AddressRefused,
     IPAddress,
     literal_ip,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import script_sandbox
 from tasks.context import ProgramContext
-from tasks.script_sandbox import ScriptError, ScriptLimits, run_script
+from tasks.sandbox import scripts as script_sandbox
+from tasks.sandbox.scripts import ScriptError, ScriptLimits, run_script
 from tasks.settings import Settings
 from tasks.storage import Storage
 
@@ -128,7 +128,7 @@ def test_a_home_of_slash_hides_nothing_the_interpreter_needs(tmp_path, monkeypat
 
 
 def test_running_scripts_never_share_a_uid():
-    from tasks.script_sandbox import SCRIPT_UIDS, ScriptUids
+    from tasks.sandbox.scripts import SCRIPT_UIDS, ScriptUids
 
     uids = ScriptUids()
     # Job ids that the old rule (id mod 65,536) mapped onto one uid.

@@ -1,6 +1,6 @@
 """Custom scripts are hostile: each escape a script might try, and that it fails.
 
-Scripts run in the test service's sandbox (`tasks/script_sandbox.py`): per-job
+Scripts run in the test service's sandbox (`tasks/sandbox/scripts.py`): per-job
 uid, own namespaces, the scratch folder the only writable place. Where a test
 says a script cannot reach something, it first checks that the thing is there
 to reach from outside the sandbox.
@@ -52,8 +52,8 @@ def main(pc, params):
 
 
 def sandbox_processes() -> list[str]:
-    """Host processes running under a script uid (tasks.script_sandbox.SCRIPT_UIDS)."""
-    from tasks.script_sandbox import SCRIPT_UIDS
+    """Host processes running under a script uid (tasks.sandbox.scripts.SCRIPT_UIDS)."""
+    from tasks.sandbox.scripts import SCRIPT_UIDS
 
     found = []
     for pid in os.listdir("/proc"):

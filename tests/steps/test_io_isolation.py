@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import landlock
+from tasks.sandbox import landlock
 from tasks.steps.errors import ReadError
 from tasks.steps.io import load_isolated
 from tasks.steps.io.isolate import run_isolated

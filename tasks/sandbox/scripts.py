@@ -1,7 +1,7 @@
 """Running an uploaded `custom` script: a child process with limits, and nothing to steal.
 
-The child (`tasks/script_host.py`) runs in its own mount, PID, IPC and network
-namespaces (`tasks/sandbox_linux.py`; inside a user namespace when the worker is
+The child (`tasks/sandbox/script_host.py`) runs in its own mount, PID, IPC and network
+namespaces (`tasks/sandbox/linux.py`; inside a user namespace when the worker is
 not root). What it can reach:
 
 - files: its job's scratch folder (inputs, outputs, script) is the only writable
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tasks import sandbox_linux
+from tasks.sandbox import linux as sandbox_linux
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,12 @@ _SYSTEM_FOLDERS = frozenset(
 
 
 class ScriptError(RuntimeError):
-    """A custom script failed or hit a limit; the message says which."""
+    """A custom script failed or hit a limit; the message says which (one line), and
+    `script_traceback` is the script's own traceback when it raised."""
+
+    def __init__(self, message: str, script_traceback: str | None = None):
+        super().__init__(message)
+        self.script_traceback = script_traceback
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
     }
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tasks.script_host", str(spec_path)],
+            [sys.executable, "-m", "tasks.sandbox.script_host", str(spec_path)],
             cwd=work,
             env=env,
             pass_fds=(write_fd,),
@@ -154,7 +159,7 @@ def run_script(work: Path, spec: dict, storage, pc, input_file: Path | None, rep
     answer = json.loads(result_path.read_text())
     if "error" in answer:
         raise ScriptError(
-            answer["error"] + _hint(answer["error"], limits) + "\n" + answer.get("traceback", "")
+            answer["error"] + _hint(answer["error"], limits), answer.get("traceback") or None
         )
     return answer["result"]
 
@@ -182,7 +187,7 @@ def _file_view(work: Path, storage) -> sandbox_linux.FileView:
     if ray_temp:
         hidden.append(ray_temp)
     readable = {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the `tasks` package
     if not any(package.is_relative_to(os.path.realpath(prefix)) for prefix in readable):
         # A source checkout (editable install): show the `tasks` package, not the checkout.
         hidden.append(str(package.parent))
@@ -289,7 +294,7 @@ def _death_reason(returncode: int, limits: ScriptLimits) -> str:
 def _enter_sandbox(limits: ScriptLimits) -> None:
     """In the child, before exec: die with the worker, own session, limits.
 
-    The namespaces are entered by `tasks/script_host.py` itself, where a refusal
+    The namespaces are entered by `tasks/sandbox/script_host.py` itself, where a refusal
     can be reported in words (an exception here only says "preexec_fn failed").
     """
     sandbox_linux.prctl(sandbox_linux.PR_SET_PDEATHSIG, signal.SIGKILL)

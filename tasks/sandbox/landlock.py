@@ -13,7 +13,7 @@ import ctypes
 import os
 from collections.abc import Iterable
 
-from tasks.sandbox_linux import PR_SET_NO_NEW_PRIVS, prctl
+from tasks.sandbox.linux import PR_SET_NO_NEW_PRIVS, prctl
 
 # Same numbers on every architecture (the syscalls postdate the per-arch tables).
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446

@@ -1,6 +1,6 @@
-"""The child process a custom script runs in (`python -m tasks.script_host SPEC.json`).
+"""The child process a custom script runs in (`python -m tasks.sandbox.script_host SPEC.json`).
 
-With a `sandbox` in the spec it first builds the sandbox (`tasks/sandbox_linux.py`):
+With a `sandbox` in the spec it first builds the sandbox (`tasks/sandbox/linux.py`):
 
     script_host (new namespaces)  ->  init, PID 1 (file view, fresh /proc, reaps)
                                         ->  the script (own uid, no capabilities)
@@ -23,8 +23,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from tasks import sandbox_linux
 from tasks.context import ProgramContext
+from tasks.sandbox import linux as sandbox_linux
 
 
 def main(spec_path: str) -> int:
@@ -127,7 +127,8 @@ def run_script(spec: dict) -> int:
         entry = namespace.get(spec["entrypoint"])
         if not callable(entry):
             raise AttributeError(f"script has no function '{spec['entrypoint']}'")
-        result = entry(pc, spec["params"])
+        params = _checked_params(namespace.get("Params"), spec["params"])
+        result = entry(pc, params)
         answer = {"result": result if result is not None else {}}
         text = json.dumps(answer, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
     except BaseException as exc:  # report every failure, SystemExit included, as the job's error
@@ -137,6 +138,26 @@ def run_script(spec: dict) -> int:
     Path(spec["result_path"]).write_text(text)
     events.close()
     return 0
+
+
+class ParamsError(ValueError):
+    """The job's params do not fit the script's own `Params` model."""
+
+
+def _checked_params(model, params: dict):
+    """`params` as the script's `Params` model when it declares one (pydantic), else the dict."""
+    if model is None:
+        return params
+    from pydantic import BaseModel, ValidationError
+
+    from tasks.processes._params import field_errors
+
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return params
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise ParamsError(field_errors(exc)) from None
 
 
 if __name__ == "__main__":

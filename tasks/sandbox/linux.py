@@ -1,6 +1,6 @@
 """Linux namespaces and mounts for the custom-script sandbox (ctypes; no external tools).
 
-`tasks/script_sandbox.py` decides *what* a script may see; this module does it:
+`tasks/sandbox/scripts.py` decides *what* a script may see; this module does it:
 new mount, network, PID and IPC namespaces (inside a user namespace when the
 worker is not root), a file-system view where the chosen folders are empty and
 read-only, every other mount read-only, the job's scratch folder the only
