@@ -19,9 +19,15 @@ DATA = Path(__file__).parents[1] / "data"
 def test_unknown_extension_is_unsupported(tmp_path):
     path = tmp_path / "plan.dwg"
     path.write_bytes(b"AC1032")
-    with pytest.raises(UnsupportedFormatError, match=r"^unsupported format '\.dwg'$"):
+    with pytest.raises(
+        UnsupportedFormatError,
+        match=r"^unsupported format '\.dwg' for 'plan\.dwg'; this server reads 3mf, brep, ",
+    ):
         load(path)
-    with pytest.raises(UnsupportedFormatError, match=r"^unsupported format '\.dwg'$"):
+    with pytest.raises(
+        UnsupportedFormatError,
+        match=r"^unsupported format '\.dwg' for 'out\.dwg'; this server writes 3mf, fbx, ",
+    ):
         save(load(DATA / "off/Wuson.off"), tmp_path / "out.dwg")
 
 
@@ -99,3 +105,23 @@ def test_saving_an_empty_scene_is_a_write_error(tmp_path):
         WriteError, match=r"^cannot write 'x\.glb' as glTF: the scene has no geometry"
     ):
         save(Scene(trimesh_scene=trimesh.Scene()), tmp_path / "x.glb")
+
+
+def test_a_slip_in_our_own_reader_code_is_not_blamed_on_the_file():
+    from tasks.steps.io.common import describe
+
+    def our_reader():
+        return {}["vertices"]  # raised from a test file, as a library outside tasks/ would
+
+    try:
+        our_reader()
+    except KeyError as exc:
+        assert describe(exc).startswith("malformed file (KeyError")  # raised outside tasks/
+    try:
+        from tasks.steps.io import common
+
+        common._raised_in_our_code(None)  # AttributeError inside tasks/steps/io/common.py
+    except AttributeError as exc:
+        reason = describe(exc)
+        assert reason.startswith("a bug in this service (AttributeError: "), reason
+        assert "steps/io/common.py:" in reason

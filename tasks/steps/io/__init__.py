@@ -6,10 +6,11 @@
     scene = load("as1-oc-214.stp", LoadOptions(tessellation=TessellateOptions("high")))
     written = save(scene, "out/as1.gltf")      # [as1.gltf, as1.bin, ...]
 
-One module per format family (``gltf.py``, ``obj.py``, ``cad.py``, ...); `registry`
-merges their ``READERS``/``WRITERS``. Failures are one-line `ReadError`,
-`WriteError` or `UnsupportedFormatError`; native readers that may crash can be
-run in a child process with `load_isolated`.
+One module per format family (``gltf.py``, ``obj.py``, ``cad.py``, ...), one `FormatSpec`
+per format in `registry.FORMATS`. Importing this package loads no geometry library: a
+format's module (trimesh, OCP, pxr, ufbx) is imported when its first file is read or
+written. Failures are one-line `ReadError`, `WriteError` or `UnsupportedFormatError`;
+native readers that may crash can be run in a child process with `load_isolated`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.steps.errors import StepError
-from tasks.steps.io.common import describe, read_error, require_geometry, write_error
 from tasks.steps.io.isolate import load_isolated
 from tasks.steps.io.options import LOAD_DEFAULTS, SAVE_DEFAULTS, LoadOptions, SaveOptions
-from tasks.steps.io.registry import reader_for, readers, writer_for, writers
-from tasks.steps.scene import Scene
+from tasks.steps.io.registry import (
+    readable_extensions,
+    reader_for,
+    writable_extensions,
+    writer_for,
+)
+
+if TYPE_CHECKING:
+    from tasks.steps.scene import Scene
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ def load(path: Path | str, options: LoadOptions | None = None) -> Scene:
     drop content (KTX2 textures, unresolvable textures) say so in ``scene.warnings``.
     For untrusted uploads prefer `load_isolated`, which survives reader crashes.
     """
+    from tasks.steps.io.common import describe, read_error, require_geometry
+
     options = options or LOAD_DEFAULTS
     path = Path(path)
     # 1. pick the reader
@@ -77,6 +87,8 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
     FBX needs ``SaveOptions(blender_executable=...)``. The parent folder is created.
     Raises UnsupportedFormatError or WriteError (naming the file and format).
     """
+    from tasks.steps.io.common import describe, write_error
+
     options = options or SAVE_DEFAULTS
     path = Path(path)
     # 1. pick the writer
@@ -96,16 +108,6 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
         "wrote %s (%d files) in %.2fs", path.name, len(written), time.perf_counter() - started
     )
     return written
-
-
-def readable_extensions() -> list[str]:
-    """Extensions `load` understands, lower case without the dot, sorted."""
-    return sorted(readers())
-
-
-def writable_extensions() -> list[str]:
-    """Extensions `save` understands, lower case without the dot, sorted."""
-    return sorted(writers())
 
 
 __all__ = [

@@ -1,7 +1,9 @@
-"""What every format module shares: display names, one-line errors, texture look-up, scene checks.
+"""What every format module shares: one-line errors, texture look-up, scene checks.
 
-Kept free of heavy imports so that importing a format module costs nothing until
-it reads or writes a file.
+Display names come from the registry (`format_name`, re-exported here for callers).
+This module imports trimesh: `isolate` and the package's `load` and `save` import it
+only once they read or write, and the registry never does, so asking which formats
+exist stays cheap.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import trimesh
 
 from tasks.steps.errors import ReadError, WriteError
 from tasks.steps.io.options import LoadOptions, SaveOptions
+from tasks.steps.io.registry import format_name
 from tasks.steps.scene import Scene
 
 Reader = Callable[[Path, LoadOptions], Scene]
@@ -22,33 +25,6 @@ Reader = Callable[[Path, LoadOptions], Scene]
 
 Writer = Callable[[Scene, Path, SaveOptions], list[Path]]
 """``writer(scene, path, options) -> every file written``."""
-
-FORMAT_NAMES = {
-    "glb": "glTF",
-    "gltf": "glTF",
-    "obj": "OBJ",
-    "stl": "STL",
-    "ply": "PLY",
-    "off": "OFF",
-    "3mf": "3MF",
-    "dae": "COLLADA",
-    "zae": "COLLADA",
-    "usd": "USD",
-    "usda": "USD",
-    "usdc": "USD",
-    "usdz": "USD",
-    "fbx": "FBX",
-    "step": "STEP",
-    "stp": "STEP",
-    "iges": "IGES",
-    "igs": "IGES",
-    "brep": "BREP",
-}
-
-
-def format_name(extension: str) -> str:
-    """The name users know a format by (``stp`` -> ``STEP``); unknown ones upper-cased."""
-    return FORMAT_NAMES.get(extension.lower(), extension.upper())
 
 
 def read_error(path: Path | str, extension: str, reason: str) -> ReadError:
@@ -73,9 +49,30 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"referenced file '{Path(exc.filename).name}' is missing"
     if isinstance(exc, (KeyError, IndexError, AttributeError, TypeError)) or not message:
+        ours = _raised_in_our_code(exc)
+        if ours:  # our own slip, not the file's: say so, so it is reported and fixed
+            return (
+                f"a bug in this service ({type(exc).__name__}: {message or 'no detail'}, at {ours})"
+            )
         # these come from a parser tripping on unexpected content, not from a check
         return f"malformed file ({type(exc).__name__}: {message or 'no detail'})"
     return message
+
+
+_TASKS_PACKAGE = Path(__file__).resolve().parents[2]
+
+
+def _raised_in_our_code(exc: BaseException) -> str | None:
+    """`io/gltf.py:123` when the innermost frame of `exc` is in the `tasks` package."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = Path(tb.tb_frame.f_code.co_filename).resolve()
+    if not where.is_relative_to(_TASKS_PACKAGE):
+        return None
+    return f"{where.relative_to(_TASKS_PACKAGE).as_posix()}:{tb.tb_lineno}"
 
 
 def _one_line(text: str, limit: int = 300) -> str:

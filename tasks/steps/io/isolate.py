@@ -6,7 +6,7 @@ threads (a Ray worker does) can deadlock the child on a lock some thread held.
 
 With ``confine_to`` (a folder), the child may open only that folder (read and write; its
 temp files go to ``<folder>/tmp``), the Python installation and the system folders
-(read), through Landlock where the kernel has it (`tasks/landlock.py`): a hostile file
+(read), through Landlock where the kernel has it (`tasks/sandbox/landlock.py`): a hostile file
 whose references lead elsewhere gets "Permission denied", whichever library follows them.
 """
 
@@ -19,11 +19,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.steps.errors import StepError
-from tasks.steps.io.common import describe, read_error
 from tasks.steps.io.options import LOAD_DEFAULTS, LoadOptions
-from tasks.steps.scene import Scene
+
+if TYPE_CHECKING:
+    from tasks.steps.scene import Scene
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ def load_isolated(
     the module's docstring); it must hold ``path``. Reference: Python docs,
     multiprocessing "Contexts and start methods".
     """
+    from tasks.steps.io.common import read_error
     from tasks.steps.io.registry import reader_for, registered_readers
 
     options = options or LOAD_DEFAULTS
@@ -86,6 +89,8 @@ def run_isolated(
     timeout become a ReadError for ``path``. ``hard_exit`` ends the child with os._exit
     right after it answered, for native libraries that crash while tearing down.
     ``confine_to``: see the module's docstring."""
+    from tasks.steps.io.common import read_error
+
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
@@ -162,7 +167,7 @@ _DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 
 def _confine(folder: str) -> None:
     """Let this process open files only in `folder`, Python's and the system's (Landlock)."""
-    from tasks import landlock
+    from tasks.sandbox import landlock
 
     temp = os.path.join(folder, "tmp")
     os.makedirs(temp, exist_ok=True)
@@ -175,6 +180,8 @@ def _confine(folder: str) -> None:
 
 def _call_in_child(sender, target, args: tuple, hard_exit: bool, confine_to: str | None) -> None:
     global _in_child
+    from tasks.steps.io.common import describe
+
     _in_child = True
     try:
         if confine_to:

@@ -1,7 +1,8 @@
 """3MF in and out (the 3D-printing package): named objects placed by build items.
 
-trimesh reads the core spec (objects, components, build transforms, base
-materials as colours) and writes meshes with their names and transforms.
+trimesh (5.2) reads the core spec (objects, components, build transforms and the
+model's unit, kept in the scene's metadata; not base materials) and writes meshes
+with their names and transforms.
 """
 
 from __future__ import annotations
