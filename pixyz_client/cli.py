@@ -123,11 +123,15 @@ def _list(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 
 def _doc(client: Client, args: argparse.Namespace, console: Console) -> int:
-    text = client.doc(args.name)
+    answer = client.request("GET", f"/processes/{args.name}").json()
+    schema = answer.get("params_schema")
     if console.json:
-        console.result({"name": args.name, "doc": text})
+        console.result({"name": args.name, "doc": answer["doc"], "params_schema": schema})
     else:
-        print(text)
+        print(answer["doc"])
+        if schema:
+            print("\nJSON Schema of params:")
+            print(json.dumps(schema, indent=2))
     return 0
 
 

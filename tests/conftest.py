@@ -19,6 +19,10 @@ from pathlib import Path
 # Before anything imports ray: keep every Ray address on loopback.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Hypothesis (under Schemathesis) keeps a cache; not in the checkout, where it was left behind.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "pixyz-tests-hypothesis")
+)
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
@@ -133,7 +137,7 @@ def service(ray_cluster, tmp_path_factory) -> Service:
 
 def left_behind(service: Service, since: float, wait: float = 30) -> list[str]:
     """Cancel what still runs, then list what jobs left in the scratch and temp folders."""
-    from tasks.scratch import default_root, orphans
+    from tasks.sandbox.scratch import default_root, orphans
 
     with service.client() as c:
         for job in c.get("/jobs").json()["jobs"]:
@@ -170,8 +174,11 @@ def submit(
     config: dict | None = None,
     name: str | None = None,
     script: str | None = None,
+    expect: int = 200,
 ) -> dict:
-    """POST /jobs the way PiXYZ API clients do (params/config always sent as JSON text)."""
+    """POST /jobs the way PiXYZ API clients do (params/config always sent as JSON text).
+
+    Returns the short state; with `expect` another code, the error's `details` line."""
     import json
 
     data = {
@@ -187,6 +194,8 @@ def submit(
     if script is not None:
         files["script"] = ("script.py", script.encode())
     response = client.post("/jobs", data=data, files=files or None)
+    if expect != 200:
+        return error_of(response, expect)
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -10,14 +10,16 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from serve_app.auth import authenticate, require_key, require_role
 from serve_app.errors import ApiError, documented
-from serve_app.job_request import build_config, parse_json_object
+from serve_app.job_request import JobConfig, build_config, parse_json_object
 from serve_app.models import JobDetails, JobList, JobShort
 from serve_app.multipart_stream import stream_form
 from tasks import records
-from tasks.processes import CUSTOM, script_entry_error
+from tasks.processes import CUSTOM, params_model, script_entry_error
+from tasks.processes._params import field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +58,18 @@ JOB_FORM_SCHEMA = {
                         "params": {
                             "type": "string",
                             "default": "{}",
-                            "description": "JSON object handed to the process",
+                            "description": "JSON object handed to the process; its schema is"
+                            " the process's params_schema (GET /processes/{name})",
+                            "contentMediaType": "application/json",
                         },
                         "name": {"type": "string", "description": "A free label for the job"},
                         "config": {
                             "type": "string",
                             "default": "{}",
-                            "description": "JSON object: entrypoint, queue, time_limit, callback_url",
+                            "description": "JSON object: how to run the job (its schema:"
+                            " contentSchema)",
+                            "contentMediaType": "application/json",
+                            "contentSchema": JobConfig.model_json_schema(),
                         },
                     },
                 }
@@ -168,10 +175,11 @@ def _validate(state, job_id: str, form, principal) -> dict:
         raw_config,
         spec,
         settings.default_time_limit,
+        queues=settings.queue_resources,
         callback_allowed_networks=settings.callback_allowed_networks,
     )
 
-    warnings = list(config.warnings)
+    warnings = list(config.warnings) + _check_params(spec, params)
     if script is not None:
         if process_name != CUSTOM:
             warnings.append(f"a script was sent with process '{process_name}' and was ignored")
@@ -206,6 +214,21 @@ def _validate(state, job_id: str, form, principal) -> dict:
         warnings=warnings,
         owner=principal.owner,
     )
+
+
+def _check_params(spec, params: dict) -> list[str]:
+    """400 naming each wrong param (against the process's `Params`); warnings for unknown names."""
+    model = params_model(spec)
+    if model is None:
+        return []
+    try:
+        model.model_validate(params)
+    except ValidationError as exc:
+        raise ApiError(400, field_errors(exc)) from None
+    return [
+        f"params.{name} is not a parameter of process '{spec.name}'; it was kept and is ignored"
+        for name in sorted(set(params) - set(model.model_fields))
+    ]
 
 
 def _claim_upload(storage, settings, job_id: str, file_url: str) -> str:

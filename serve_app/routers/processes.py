@@ -5,6 +5,8 @@ from fastapi import APIRouter, Depends, Request
 from serve_app.auth import key_unless_open
 from serve_app.errors import ApiError, documented
 from serve_app.models import ProcessDoc, ProcessList
+from tasks.processes import params_model
+from tasks.processes._params import params_text
 
 router = APIRouter(prefix="/processes", tags=["processes"], dependencies=[Depends(key_unless_open)])
 
@@ -30,4 +32,7 @@ async def process_doc(process_name: str, request: Request) -> ProcessDoc:
     if spec is None:
         known = ", ".join(sorted(request.app.state.processes))
         raise ApiError(404, f"unknown process '{process_name}'; available: {known}")
-    return ProcessDoc(doc=f"Process '{process_name}' documentation:\n\n{spec.doc}")
+    model = params_model(spec)
+    schema = model.model_json_schema() if model is not None else None
+    doc = f"Process '{process_name}' documentation:\n\n{spec.doc.rstrip()}{params_text(schema)}"
+    return ProcessDoc(doc=doc, queue=spec.queue, params_schema=schema)

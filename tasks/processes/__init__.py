@@ -1,14 +1,16 @@
 """The registry of processes a job can run.
 
 A process is a module with an entry function `main(pc, params)` whose docstring
-documents it (served by `GET /processes/{name}`) and, optionally, a module-level
-`QUEUE = "cpu" | "gpu" | "gpuhigh"` naming its default queue. Built-in processes
-are the modules of this package; operators add more by dropping `<name>.py`
-files into the folder named by the `process_path` setting.
+documents it (served by `GET /processes/{name}`), optionally a `Params` model of
+its params (`tasks/processes/_params.py`: validated at submit, published as JSON
+Schema) and a module-level `QUEUE = "gpu"` naming its default queue (one of the
+operator's `queue_resources`; `cpu` otherwise). Built-in processes are the
+modules of this package; operators add more by dropping `<name>.py` files into
+the folder named by the `process_path` setting.
 
-The registry reads modules with `ast` instead of importing them, so listing
-processes in the API never imports geometry libraries; the runner imports the
-one module a job needs.
+Listing reads modules with `ast`; `params_model` imports a module for its
+`Params` (process modules import geometry libraries inside `main` only, so the
+API never loads them); the runner imports the one module a job needs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_DIR = Path(__file__).parent
 CUSTOM = "custom"
-QUEUES = ("cpu", "gpu", "gpuhigh")
 
 CUSTOM_DOC = """Run an uploaded Python script.
 
@@ -87,9 +88,25 @@ def _describe(file: Path, module: str | None) -> ProcessSpec:
             queue = ast.literal_eval(node.value)
     if doc is None:
         raise ValueError("no main(pc, params) function")
-    if queue not in QUEUES:
-        raise ValueError(f"QUEUE must be one of {QUEUES}, not {queue!r}")
+    if not isinstance(queue, str) or not queue.isidentifier():
+        raise ValueError(f"QUEUE must name a queue such as 'gpu', not {queue!r}")
     return ProcessSpec(file.stem, str(file), module, doc, queue)
+
+
+_MODELS: dict[tuple[str, str], type | None] = {}
+
+
+def params_model(spec: ProcessSpec):
+    """The process's `Params` model (a pydantic model), or None when it declares none."""
+    from pydantic import BaseModel
+
+    if spec.name == CUSTOM:
+        return None  # a script's own Params is checked where it runs, in its sandbox
+    key = (spec.name, spec.path)
+    if key not in _MODELS:
+        model = getattr(load_module(spec), "Params", None)
+        _MODELS[key] = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return _MODELS[key]
 
 
 def load_module(spec: ProcessSpec) -> ModuleType:

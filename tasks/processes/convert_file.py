@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
+from tasks.processes._params import OutputExtension, OutputStem, ProcessParams
+
+
+class Params(ProcessParams):
+    extension: OutputExtension = Field(
+        "glb",
+        description="Output format: 3mf, fbx, glb, gltf, obj, off, ply, stl, usd, usda, usdc, usdz"
+        " (with or without the dot, any case); FBX needs a Blender runtime on the server",
+    )
+    filename: OutputStem = Field(
+        "output",
+        description="Base name of the output file: 1-100 letters, digits, spaces or `_ . + -`,"
+        " starting with a letter or digit; a trailing model extension is dropped"
+        " (`part.step` gives `part.glb`)",
+    )
+
 
 def main(pc, params):
     """Convert the uploaded model to another format.
@@ -12,25 +30,17 @@ def main(pc, params):
     opened: a .zip of an OBJ with its .mtl and textures works). Readable: 3mf, brep,
     dae, fbx, glb, gltf, iges/igs, obj, off, ply, step/stp, stl, usd/usda/usdc/usdz, zae.
 
-    Params:
-    - `extension` (string, default `"glb"`): output format, one of 3mf, fbx, glb,
-      gltf, obj, off, ply, stl, usd, usda, usdc, usdz (with or without the dot, any
-      case). FBX needs a Blender runtime configured on the server.
-    - `filename` (string, default `"output"`): base name of the output file, 1-100
-      characters among letters, digits, space, `_ . + -`, starting with a letter or
-      digit. A trailing model extension is dropped (`"part.step"` gives `part.glb`).
-
     Result: `{"output": "<filename>.<extension>", "files": [every file written],
     "triangles": <placed triangle count>, "warnings": [what was skipped while
     reading]}`. `files` lists the side files of multi-file formats: `.gltf` comes
     with a `.bin` and one image per texture, `.obj` with an `.mtl` and its images.
     """
-    from tasks.processes._shared import describe_scene, load_input, output_extension, output_stem
+    from tasks.processes._shared import describe_scene, load_input
     from tasks.steps.io import SaveOptions, save
     from tasks.steps.io.common import format_name
 
-    extension = output_extension(params.get("extension", "glb"))
-    stem = output_stem(params.get("filename", "output"))
+    p = Params.model_validate(params)
+    extension, stem = p.extension, p.filename
     pc.progress_set_total(2)
 
     scene = load_input(pc.get_input_file())

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from tasks.processes._params import ProcessParams
 
 DEFAULT_RATIOS = (1.0, 0.5, 0.25, 0.1)
 MAX_LODS = 10
+
+
+class Params(ProcessParams):
+    ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        list(DEFAULT_RATIOS),
+        min_length=1,
+        max_length=MAX_LODS,
+        description="Share of the triangles each level keeps, strictly decreasing; 1 keeps the"
+        " model as it is (repaired)",
+    )
+
+    @field_validator("ratios")
+    @classmethod
+    def _decreasing(cls, ratios: list[float]) -> list[float]:
+        if any(a <= b for a, b in itertools.pairwise(ratios)):
+            raise ValueError(f"ratios must be strictly decreasing, got {ratios}")
+        return ratios
 
 
 def main(pc, params):
@@ -15,11 +37,6 @@ def main(pc, params):
     Send the model as the `file` field (any format `convert_file` reads; an archive
     is unpacked and its root model opened). Each level is decimated from the model
     as read, in its own child task (listed in the job's `children`), all at once.
-
-    Params:
-    - `ratios` (list of 1-10 numbers, each 0 < r <= 1, strictly decreasing, default
-      `[1, 0.5, 0.25, 0.1]`): share of the triangles each level keeps; 1 keeps the
-      model as it is (repaired).
 
     Outputs: `lod0.glb` ... `lod<N-1>.glb`, one per ratio, in the order given.
 
@@ -30,7 +47,7 @@ def main(pc, params):
 
     from tasks.processes._shared import describe_scene, load_input
 
-    ratios = read_ratios(params.get("ratios", list(DEFAULT_RATIOS)))
+    ratios = Params.model_validate(params).ratios
     pc.progress_set_total(3)
 
     scene = load_input(pc.get_input_file())
@@ -63,23 +80,3 @@ def make_lod(scene, ratio: float) -> dict:
 
     lod = lod_one(scene, ratio)
     return {"glb": glb_bytes(lod), "triangles": lod.triangle_count}
-
-
-def read_ratios(value) -> list[float]:
-    """`params.ratios` checked; raises OptionsError naming what is wrong."""
-    from tasks.steps.errors import OptionsError
-
-    def is_ratio(r) -> bool:
-        return isinstance(r, int | float) and not isinstance(r, bool) and 0 < r <= 1
-
-    if (
-        not isinstance(value, list)
-        or not 1 <= len(value) <= MAX_LODS
-        or not all(is_ratio(r) for r in value)
-    ):
-        raise OptionsError(
-            f"params.ratios must be a list of 1 to {MAX_LODS} numbers in (0, 1], got {value!r}"
-        )
-    if any(a <= b for a, b in itertools.pairwise(value)):
-        raise OptionsError(f"params.ratios must be strictly decreasing, got {value!r}")
-    return [float(r) for r in value]

@@ -5,6 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import Field
+
+from tasks.processes._params import ProcessParams
+
+
+class Params(ProcessParams):
+    parts: bool = Field(
+        True,
+        description="Include `parts`, one row per placed mesh (`name`, `triangles`, `vertices`,"
+        " `material`, `watertight`, `bounds`); false keeps the answer small for assemblies"
+        " of many thousand parts",
+    )
+
 
 def main(pc, params):
     """Describe the uploaded model: its size, parts, materials, geometry and CAD counts.
@@ -12,11 +25,6 @@ def main(pc, params):
     Send the model as the `file` field (any format `convert_file` reads; an archive
     is unpacked and its root model opened). Counts are taken from the file as read,
     before any repair or simplification.
-
-    Params:
-    - `parts` (boolean, default true): include `parts`, one row per placed mesh
-      (`name`, `triangles`, `vertices`, `material`, `watertight`, `bounds`); false
-      keeps the answer small for assemblies of many thousand parts.
 
     Output: `metadata.json`, the same object as `result.metadata`.
 
@@ -33,12 +41,9 @@ def main(pc, params):
     of an OBJ) is 0.
     """
     from tasks.processes._shared import describe_scene, load_input
-    from tasks.steps.errors import OptionsError
     from tasks.steps.metadata import MetadataOptions, metadata
 
-    parts = params.get("parts", True)
-    if not isinstance(parts, bool):
-        raise OptionsError(f"params.parts must be true or false, got {parts!r}")
+    parts = Params.model_validate(params).parts
     pc.progress_set_total(3)
     scene = load_input(pc.get_input_file())
     pc.progress_next(f"Read {describe_scene(scene)}")

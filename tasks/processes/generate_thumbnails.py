@@ -8,30 +8,34 @@ decimation, GLB encoding) and `render_thumbnails` (OpenGL, GPU when there is one
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from tasks.processes._params import ProcessParams
 
 QUEUE = "gpu"
 
 VIEW_FILES = {"iso": "iso.png", "x": "x.png", "y": "y.png", "z": "z.png"}
 """Output file of each view, in the order they are drawn."""
 
-Z_UP_FORMATS = frozenset({"step", "stp", "iges", "igs", "brep", "3mf", "stl"})
-"""Sources whose up axis is Z by convention (CAD, 3D printing); the rest are Y-up."""
 
+class Params(ProcessParams):
+    """The params of a thumbnail job (`thumbnail_chained` takes the same)."""
 
-@dataclass(frozen=True)
-class ThumbnailParams:
-    """The checked params of a thumbnail job."""
-
-    width: int = 512
-    """Thumbnail width in pixels, 16..4096."""
-    height: int = 512
-    """Thumbnail height in pixels, 16..4096."""
-    max_triangles: int = 500_000
-    """Triangle budget of the preview GLB (and of what is drawn)."""
-    up_axis: str = "auto"
-    """``y``, ``z``, or ``auto`` (by source format, see `Z_UP_FORMATS`)."""
+    width: int = Field(512, ge=16, le=4096, description="Thumbnail width in pixels")
+    height: int = Field(512, ge=16, le=4096, description="Thumbnail height in pixels")
+    max_triangles: int = Field(
+        500_000,
+        ge=1000,
+        le=10_000_000,
+        description="The preview GLB (and what is drawn) is decimated to at most this many"
+        " triangles; smaller models are kept whole",
+    )
+    up_axis: Literal["auto", "y", "z"] = Field(
+        "auto", description="The model's up axis; auto means Z for CAD, 3MF and STL, Y for the rest"
+    )
 
 
 def main(pc, params):
@@ -39,14 +43,6 @@ def main(pc, params):
 
     Send the model as the `file` field (any format `convert_file` reads; an archive
     is unpacked and its root model opened).
-
-    Params:
-    - `width` (integer, 16-4096, default 512): thumbnail width in pixels.
-    - `height` (integer, 16-4096, default 512): thumbnail height in pixels.
-    - `max_triangles` (integer, 1000-10000000, default 500000): the preview GLB is
-      decimated to at most this many triangles; smaller models are kept whole.
-    - `up_axis` (string, `"auto"`, `"y"` or `"z"`, default `"auto"`): the model's up
-      axis; auto means Z for CAD, 3MF and STL, Y for the rest.
 
     Outputs: `iso.png`, `x.png`, `y.png`, `z.png` (RGBA, transparent background;
     iso from the front-right-top corner, x/y/z looking from that +axis),
@@ -61,7 +57,7 @@ def main(pc, params):
     """
     from tasks.processes._shared import describe_scene, load_input
 
-    settings = read_params(params)
+    settings = Params.model_validate(params)
     pc.progress_set_total(4)
 
     scene = load_input(pc.get_input_file())
@@ -83,30 +79,7 @@ def main(pc, params):
     return result
 
 
-def read_params(params: dict) -> ThumbnailParams:
-    """Check the user's params; raises OptionsError naming the param and the value."""
-    from tasks.steps.errors import OptionsError
-
-    def integer(name: str, low: int, high: int, default: int) -> int:
-        value = params.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise OptionsError(
-                f"params.{name} must be an integer between {low} and {high}, got {value!r}"
-            )
-        return value
-
-    up_axis = params.get("up_axis", "auto")
-    if up_axis not in ("auto", "y", "z"):
-        raise OptionsError(f"params.up_axis must be 'auto', 'y' or 'z', got {up_axis!r}")
-    return ThumbnailParams(
-        width=integer("width", 16, 4096, 512),
-        height=integer("height", 16, 4096, 512),
-        max_triangles=integer("max_triangles", 1000, 10_000_000, 500_000),
-        up_axis=up_axis,
-    )
-
-
-def prepare_preview(scene, settings: ThumbnailParams) -> dict:
+def prepare_preview(scene, settings: Params) -> dict:
     """The CPU stage: metadata of the model as read, then a light copy for viewing
     (merged, and repaired and decimated when over budget; ``scene`` is consumed).
 
@@ -138,15 +111,16 @@ def prepare_preview(scene, settings: ThumbnailParams) -> dict:
     }
 
 
-def render_thumbnails(scene, settings: ThumbnailParams) -> tuple[dict[str, bytes], str]:
+def render_thumbnails(scene, settings: Params) -> tuple[dict[str, bytes], str]:
     """The render stage: PNG bytes of each view and the renderer's summary line."""
     import io
 
+    from tasks.steps.io.registry import default_up_axis
     from tasks.steps.render import RenderOptions, render_views, renderer_info
 
     up_axis = settings.up_axis
-    if up_axis == "auto":
-        up_axis = "z" if scene.source_format in Z_UP_FORMATS else "y"
+    if up_axis == "auto":  # the source format's convention (Z for CAD, 3MF and STL)
+        up_axis = default_up_axis(scene.source_format or "")
     options = RenderOptions(
         views=tuple(VIEW_FILES), width=settings.width, height=settings.height, up_axis=up_axis
     )

@@ -4,7 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, model_validator
+
+from tasks.processes._params import OutputExtension, OutputStem, ProcessParams
+
 _TARGETS = ("ratio", "triangles", "error")
+
+
+class Params(ProcessParams):
+    """Give at most one of `ratio`, `triangles`, `error`; none means `ratio` 0.5."""
+
+    ratio: float | None = Field(None, gt=0, le=1, description="Share of the triangles to keep")
+    triangles: int | None = Field(
+        None, ge=1, le=1_000_000_000, description="Triangle budget for the whole model"
+    )
+    error: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Largest deviation allowed, as a fraction of the model's bounding-box"
+        " diagonal (0.001: 1 mm on a 1 m part); simplifies as far as that allows",
+    )
+    extension: OutputExtension = Field("glb", description="Output format, as in `convert_file`")
+    filename: OutputStem = Field("optimized", description="Base name of the output file")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        given = [name for name in _TARGETS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of ratio, triangles, error; got {', '.join(given)}")
+        return self
+
+    def target(self) -> dict:
+        """The one decimation target given, e.g. `{"ratio": 0.5}` (the default)."""
+        for name in _TARGETS:
+            if getattr(self, name) is not None:
+                return {name: getattr(self, name)}
+        return {"ratio": 0.5}
 
 
 def main(pc, params):
@@ -15,34 +51,19 @@ def main(pc, params):
     broken faces, orients faces and closes small holes; merge joins meshes that share
     a material; decimation collapses edges while keeping UV seams and material borders.
 
-    Params (give at most one of `ratio`, `triangles`, `error`; none means `ratio` 0.5):
-    - `ratio` (number, 0 < ratio <= 1, default 0.5): share of the triangles to keep.
-    - `triangles` (integer, >= 1): triangle budget for the whole model.
-    - `error` (number, 0 < error <= 1): largest deviation allowed, as a fraction of
-      the model's bounding-box diagonal (0.001: 1 mm on a 1 m part); simplifies as
-      far as that allows.
-    - `extension` (string, default `"glb"`): output format, as in `convert_file`.
-    - `filename` (string, default `"optimized"`): base name of the output file.
-
     Result: `{"output": "optimized.glb", "files": [every file written],
     "before": {"triangles": n, "vertices": n}, "after": {"triangles": n,
     "vertices": n}, "target": {"ratio": 0.5}, "warnings": [...]}`. Counts are over
     placed instances (a part placed twice counts twice).
     """
-    from tasks.processes._shared import (
-        describe_scene,
-        load_input,
-        output_extension,
-        output_stem,
-    )
+    from tasks.processes._shared import describe_scene, load_input
     from tasks.steps.decimate import DecimateOptions, decimate
     from tasks.steps.io import save
     from tasks.steps.merge import merge
     from tasks.steps.repair import repair
 
-    target = read_target(params)
-    extension = output_extension(params.get("extension", "glb"))
-    stem = output_stem(params.get("filename", "optimized"))
+    p = Params.model_validate(params)
+    target, extension, stem = p.target(), p.extension, p.filename
     pc.progress_set_total(5)
 
     scene = load_input(pc.get_input_file())
@@ -72,29 +93,6 @@ def main(pc, params):
         "target": target,
         "warnings": list(scene.warnings),
     }
-
-
-def read_target(params: dict) -> dict:
-    """The one decimation target the user gave (default ratio 0.5); raises OptionsError."""
-    from tasks.steps.errors import OptionsError
-
-    given = [name for name in _TARGETS if params.get(name) is not None]
-    if len(given) > 1:
-        raise OptionsError(
-            f"give only one of params.ratio, params.triangles, params.error; got {', '.join(given)}"
-        )
-    name = given[0] if given else "ratio"
-    value = params.get(name, 0.5)
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if name == "triangles":
-        if not number or not 1 <= value <= 1_000_000_000 or value != int(value):
-            raise OptionsError(
-                f"params.triangles must be an integer between 1 and 1000000000, got {value!r}"
-            )
-        return {"triangles": int(value)}
-    if not number or not 0 < value <= 1:
-        raise OptionsError(f"params.{name} must be a number in (0, 1], got {value!r}")
-    return {name: float(value)}
 
 
 def counts(scene) -> dict[str, int]:

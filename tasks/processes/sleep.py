@@ -2,18 +2,21 @@
 
 import time
 
+from pydantic import Field
+
+from tasks.processes._params import ProcessParams
+
+
+class Params(ProcessParams):
+    duration: float = Field(1.0, ge=0, le=86400, description="Seconds to sleep")
+
 
 def main(pc, params):
-    """Sleep for `params.duration` seconds (default 1), reporting progress every second.
-
-    Params:
-    - `duration` (number, seconds, 0-86400, default 1).
+    """Sleep for `params.duration` seconds, reporting progress every second.
 
     Result: `{"slept": <seconds>}`.
     """
-    duration = float(params.get("duration", 1))
-    if not 0 <= duration <= 86400:
-        raise ValueError(f"duration must be between 0 and 86400 seconds, got {duration}")
+    duration = Params.model_validate(params).duration
     ticks = max(1, int(duration))
     pc.progress_set_total(ticks)
     start = time.monotonic()

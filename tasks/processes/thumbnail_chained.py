@@ -9,6 +9,8 @@ Ray's object store, never through files.
 
 from __future__ import annotations
 
+from tasks.processes.generate_thumbnails import Params  # the same params  # noqa: F401
+
 
 def main(pc, params):
     """Render four thumbnails, a light GLB preview and the metadata, in two chained child tasks.
@@ -17,14 +19,6 @@ def main(pc, params):
     children listed in the job's `children`: "CPU stage" (metadata, merge, and
     repair and decimation when over `max_triangles`; `cpu` queue) then "Render stage" (the four views; `gpu` queue, drawn
     on the CPU where the cluster has no GPU).
-
-    Params:
-    - `width` (integer, 16-4096, default 512): thumbnail width in pixels.
-    - `height` (integer, 16-4096, default 512): thumbnail height in pixels.
-    - `max_triangles` (integer, 1000-10000000, default 500000): the preview GLB is
-      decimated to at most this many triangles.
-    - `up_axis` (string, `"auto"`, `"y"` or `"z"`, default `"auto"`): the model's up
-      axis; auto means Z for CAD, 3MF and STL, Y for the rest.
 
     Outputs: `iso.png`, `x.png`, `y.png`, `z.png`, `preview.glb`, `metadata.json`.
 
@@ -35,12 +29,11 @@ def main(pc, params):
     from tasks.processes._shared import describe_scene, load_input
     from tasks.processes.generate_thumbnails import (
         prepare_preview,
-        read_params,
         render_thumbnails,
         write_outputs,
     )
 
-    settings = read_params(params)
+    settings = Params.model_validate(params)
     pc.progress_set_total(4)
 
     scene = load_input(pc.get_input_file())

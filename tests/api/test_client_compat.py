@@ -97,7 +97,8 @@ def test_exec_command_uploads_script_and_input_then_downloads(service):
 
 
 def test_batch_exit_code_statuses_are_the_ones_the_cli_knows(service):
-    job_id = post_like_the_cli(service.url, "sleep", params={"duration": "x"})
+    # A model this server cannot read: the job is accepted, then fails.
+    job_id = post_like_the_cli(service.url, "convert_file", input_file=("plan.dwg", b"AC1032"))
     details = watch_like_the_cli(service.url, job_id)
     known = {
         "SUCCESS",

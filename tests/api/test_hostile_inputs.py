@@ -470,10 +470,11 @@ def test_path_traversal_in_file_url(client, service):
 def test_path_traversal_in_params_filename(client, service):
     name = marker()
     with beside_a_healthy_job(client):
-        state, details = run_upload(
-            client, "Wuson.off", HEALTHY.read_bytes(), {"filename": f"../../../../tmp/{name}"}
-        )
-    assert_clean_failure(state, details, "params.filename must be 1-100 letters")
+        before = job_folders(service)
+        params = {"filename": f"../../../../tmp/{name}"}
+        details = submit(client, "convert_file", file=HEALTHY, params=params, expect=400)
+        assert job_folders(service) == before
+    assert details.startswith("params.filename: must be 1-100 letters")
     assert copies_outside(service, name) == []
 
 

@@ -28,16 +28,20 @@ def test_progress_and_steps_move_while_a_job_runs(client):
 
 
 def test_a_failing_process_ends_failure_with_a_readable_reason(client):
-    job = submit(client, "sleep", params={"duration": -5})
+    script = "def main(pc, params):\n    raise ValueError('the mesh has no faces')\n"
+    job = submit(client, "custom", script=script)
     state = wait_for(client, job["uuid"])
     assert state["status"] == "FAILURE"
-    assert state["error"] == "ValueError: duration must be between 0 and 86400 seconds, got -5.0"
+    assert state["error"] == "ValueError: the mesh has no faces"
     details = client.get(f"/jobs/{job['uuid']}/details").json()
     assert "Traceback" in details["traceback"] and details["retry"] == 0
     meta = client.get(f"/backend/get_task_meta/{job['uuid']}").json()
-    assert (
-        meta["status"] == "FAILURE" and "duration must be" in meta["result"] and meta["traceback"]
-    )
+    assert meta["status"] == "FAILURE" and "no faces" in meta["result"] and meta["traceback"]
+
+
+def test_a_param_out_of_range_is_a_400_before_anything_is_stored(client):
+    details = submit(client, "sleep", params={"duration": -5}, expect=400)
+    assert details == "params.duration: Input should be greater than or equal to 0 (got -5)"
 
 
 def test_time_limit_ends_the_job_with_failure_saying_so(client):
@@ -218,3 +222,22 @@ def test_a_reader_child_dies_with_its_cancelled_job(client):
     while any(Path(f"/proc/{pid}").exists() for pid in readers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_custom_script_may_declare_its_own_params_model(client):
+    script = (
+        "from pydantic import BaseModel, Field\n\n"
+        "class Params(BaseModel):\n"
+        "    width: int = Field(8, ge=1)\n\n"
+        "def main(pc, params):\n"
+        "    return {'area': params.width ** 2}\n"
+    )
+    good = submit(client, "custom", script=script, params={"width": 3})
+    assert wait_for(client, good["uuid"])["status"] == "SUCCESS"
+    assert client.get(f"/jobs/{good['uuid']}/details").json()["result"] == {"area": 9}
+    bad = wait_for(client, submit(client, "custom", script=script, params={"width": 0})["uuid"])
+    assert bad["status"] == "FAILURE"
+    assert (
+        bad["error"]
+        == "ParamsError: params.width: Input should be greater than or equal to 1 (got 0)"
+    )

@@ -90,20 +90,28 @@ def test_an_unknown_input_format_fails_as_unsupported(client, tmp_path):
 @pytest.mark.parametrize(
     "params,expected",
     [
-        (
-            {"extension": "dwg"},
-            "unsupported format '.dwg' for params.extension; this server writes",
-        ),
-        ({"extension": 3}, "params.extension must be a format name"),
-        ({"filename": "../../etc/x"}, "params.filename must be 1-100 letters"),
+        ({"extension": "dwg"}, "params.extension: '.dwg' is not a format this server writes"),
+        ({"extension": 3}, "params.extension: Input should be a valid string (got 3)"),
+        ({"filename": "../../etc/x"}, "params.filename: must be 1-100 letters"),
+        ({"filename": ".step"}, "params.filename: must be 1-100 letters"),
     ],
 )
-def test_bad_params_fail_before_reading_with_the_param_named(client, params, expected):
-    state, details = run(client, DATA / "off" / "Wuson.off", params)
+def test_bad_params_are_refused_at_submit_with_the_param_named(client, params, expected):
+    before = len(client.get("/jobs").json()["jobs"])
+    details = submit(
+        client, "convert_file", file=DATA / "off" / "Wuson.off", params=params, expect=400
+    )
+    assert details.startswith(expected), details
+    assert len(client.get("/jobs").json()["jobs"]) == before  # nothing was stored
 
-    assert state["status"] == "FAILURE"
-    assert state["error"].startswith(expected), state["error"]
-    assert not any(s["info"].startswith("Read ") for s in details["steps"])
+
+def test_unknown_params_are_kept_with_a_warning(client):
+    job = submit(client, "convert_file", file=DATA / "off" / "Wuson.off", params={"colour": 1})
+    assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
+    details = client.get(f"/jobs/{job['uuid']}/details").json()
+    assert details["warnings"] == [
+        "params.colour is not a parameter of process 'convert_file'; it was kept and is ignored"
+    ]
 
 
 def test_the_process_documents_its_params_and_result(client):

@@ -61,10 +61,15 @@ def test_a_mesh_file_has_its_triangles_and_no_cad_counts(client):
     assert metadata["mesh_boundary"] > 0 and metadata["watertight"] is False
 
 
-def test_a_bad_parts_flag_fails(client):
-    details = run(client, DATA / "off" / "Wuson.off", {"parts": "yes"})
-    assert details["status"] == "FAILURE"
-    assert details["error"] == "params.parts must be true or false, got 'yes'"
+def test_a_bad_parts_flag_is_refused_at_submit(client):
+    details = submit(
+        client,
+        "generate_metadata",
+        file=DATA / "off" / "Wuson.off",
+        params={"parts": "yes"},
+        expect=400,
+    )
+    assert details == "params.parts: Input should be a valid boolean (got 'yes')"
 
 
 def test_a_broken_upload_fails_naming_file_and_format(client):

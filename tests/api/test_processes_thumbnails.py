@@ -136,16 +136,21 @@ def test_chained_gives_the_same_outputs_as_the_single_job(wuson, wuson_chained):
 @pytest.mark.parametrize(
     "params,expected",
     [
-        ({"width": "x"}, "params.width must be an integer between 16 and 4096, got 'x'"),
-        ({"height": 8}, "params.height must be an integer between 16 and 4096, got 8"),
-        ({"max_triangles": 1.5}, "params.max_triangles must be an integer between"),
-        ({"up_axis": "x"}, "params.up_axis must be 'auto', 'y' or 'z', got 'x'"),
+        ({"width": "x"}, "params.width: Input should be a valid integer (got 'x')"),
+        ({"height": 8}, "params.height: Input should be greater than or equal to 16 (got 8)"),
+        ({"max_triangles": 1.5}, "params.max_triangles: Input should be a valid integer"),
+        ({"up_axis": "x"}, "params.up_axis: Input should be 'auto', 'y' or 'z' (got 'x')"),
+        (
+            {"width": 5000, "height": 0},
+            "params.width: Input should be less than or equal to 4096 (got 5000);"
+            " params.height: Input should be greater than or equal to 16 (got 0)",
+        ),
     ],
 )
-def test_bad_params_fail_with_the_param_named(client, params, expected):
-    job = submit(client, "generate_thumbnails", file=DATA / "off" / "Wuson.off", params=params)
-    state = wait_for(client, job["uuid"])
-    assert state["status"] == "FAILURE" and state["error"].startswith(expected), state
+@pytest.mark.parametrize("process", ["generate_thumbnails", "thumbnail_chained"])
+def test_bad_params_are_refused_at_submit_with_the_param_named(client, process, params, expected):
+    details = submit(client, process, file=DATA / "off" / "Wuson.off", params=params, expect=400)
+    assert details.startswith(expected), details
 
 
 def test_both_processes_document_their_params_and_outputs(client):

@@ -136,14 +136,16 @@ def test_large_uploads_stream_from_disk_with_a_progress_bar(service, tmp_path, c
 
 
 def test_a_failed_job_carries_its_error(sdk):
-    job = sdk.submit("sleep", params={"duration": "x"})
+    job = sdk.submit("custom", script=b"def main(pc, params):\n    raise ValueError('no faces')\n")
     details = job.wait(timeout=60)
-    assert details["status"] == "FAILURE" and "could not convert" in details["error"]
+    assert details["status"] == "FAILURE" and details["error"] == "ValueError: no faces"
     with pytest.raises(JobFailed) as caught:
         job.wait(raise_on_failure=True)
     failure = caught.value
     assert failure.status == "FAILURE" and failure.error == details["error"]
     assert "ValueError" in failure.job["traceback"] and failure.uuid == job.uuid
+    with pytest.raises(BadRequest, match=r"params\.duration: Input should be a valid number"):
+        sdk.submit("sleep", params={"duration": "x"})  # a wrong param: refused at submit
     assert job.result is None
 
 

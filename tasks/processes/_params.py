@@ -1,0 +1,139 @@
+"""What every process's `Params` model shares: the base class, reused field types, the errors.
+
+A process declares `class Params(ProcessParams)` beside its `main`: typed fields with
+bounds, defaults and a one-line description each (the "defaults object"). The API
+validates a job's `params` against it before anything is stored (a 400 naming each
+field), `GET /processes/{name}` publishes its JSON Schema, and `main` reads them typed:
+`p = Params.model_validate(params)`. Names a model does not declare are kept and the job
+warns about them, as the PiXYZ API always did; a process that wants them refused sets
+`model_config = ConfigDict(extra="forbid")`.
+
+The module name starts with `_`, so the registry does not offer it as a process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+-]{0,99}")
+
+
+class ProcessParams(BaseModel):
+    """Base of every `Params`: exact JSON types (no "512" for 512), unknown names kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+def _output_extension(value: str) -> str:
+    from tasks.steps.io.registry import writable_extensions
+
+    extension = value.strip().lstrip(".").lower()
+    writable = writable_extensions()
+    if extension not in writable:
+        raise ValueError(
+            f"'.{extension}' is not a format this server writes ({', '.join(writable)})"
+        )
+    return extension
+
+
+def _output_stem(value: str) -> str:
+    from tasks.steps.io.registry import readable_extensions, writable_extensions
+
+    if not _STEM.fullmatch(value.strip()):
+        raise ValueError(
+            "must be 1-100 letters, digits, spaces or '_ . + -' starting with a letter or digit,"
+            f" got {value!r}"
+        )
+    stem = value.strip()
+    suffix = Path(stem).suffix.lower().lstrip(".")
+    if suffix and suffix in {*readable_extensions(), *writable_extensions()}:
+        stem = stem[: -len(suffix) - 1]
+    if not stem:
+        raise ValueError(f"needs a name before the extension, got {value!r}")
+    return stem
+
+
+OutputExtension = Annotated[
+    str,
+    Field(
+        min_length=1, description="Output format, e.g. `glb` (with or without the dot, any case)"
+    ),
+    AfterValidator(_output_extension),
+]
+"""A format this server writes; normalised to lower case without the dot."""
+
+OutputStem = Annotated[
+    str,
+    Field(description="Base name of the output file"),
+    AfterValidator(_output_stem),
+]
+"""1-100 letters, digits, spaces or `_ . + -`, starting with a letter or digit; a trailing
+model extension is dropped (`part.step` gives `part`)."""
+
+
+def params_text(schema: dict | None) -> str:
+    """The `Params:` list a docstring would have, written from the model's JSON Schema."""
+    if not schema or not schema.get("properties"):
+        return ""
+    lines = ["", "", "Params:"]
+    if schema.get("description"):
+        lines.append(schema["description"])
+    for name, prop in schema["properties"].items():
+        lines.append(f"- `{name}` ({_kind(prop)}{_default(prop)}): {prop.get('description', '')}")
+    return "\n".join(lines).rstrip(": ")
+
+
+def _kind(prop: dict) -> str:
+    options = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
+    prop = {**prop, **(options[0] if options else {})}
+    if "enum" in prop:
+        return " or ".join(f'"{value}"' for value in prop["enum"])
+    kind = {"number": "number", "integer": "integer", "boolean": "boolean"}.get(
+        prop.get("type"), prop.get("type", "any")
+    )
+    if kind == "array":
+        kind = f"list of ({_kind(prop.get('items', {}))})"
+    low = prop.get("minimum", prop.get("exclusiveMinimum"))
+    high = prop.get("maximum", prop.get("exclusiveMaximum"))
+    if low is not None or high is not None:
+        left = "[" if "minimum" in prop else "("
+        right = "]" if "maximum" in prop else ")"
+        kind += f" in {left}{_number(low)}, {_number(high)}{right}"
+    return kind
+
+
+def _number(value) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _default(prop: dict) -> str:
+    if "default" not in prop or prop["default"] is None:
+        return ""
+    value = prop["default"]
+    shown = json.dumps(value) if not isinstance(value, float) else f"{value:g}"
+    return f", default {shown}"
+
+
+def field_errors(exc: ValidationError, prefix: str = "params") -> str:
+    """A ValidationError as one line naming each field: `params.width: ... (got 5000)`."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in (prefix, *error["loc"]))
+        message = error["msg"].removeprefix("Value error, ")
+        # Our own checks (value_error) say what they got; pydantic's do not.
+        plain = error["type"] in ("missing", "value_error")
+        shown = "" if plain else f" (got {_short(error.get('input'))})"
+        problems.append(f"{where}: {message}{shown}")
+    return "; ".join(problems)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
