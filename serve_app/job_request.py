@@ -8,42 +8,85 @@ mistake is a 400 that says which field and why.
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from serve_app.errors import ApiError
-from tasks import egress
-from tasks.processes import QUEUES, ProcessSpec
+from tasks.processes import ProcessSpec
+from tasks.processes._params import field_errors
+from tasks.sandbox import egress
 
 IGNORED_CONFIG_KEYS = ("script", "data", "uuid", "shadow")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TIME_LIMIT = 7 * 24 * 3600.0
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HTTP_URL = re.compile(r"^https?://[^\s]+$")
 MAX_JSON_DEPTH = 32
 
 
-@dataclass
-class JobConfig:
-    entrypoint: str = "main"
-    queue: str = "cpu"
-    time_limit: float = 3600.0
-    callback_url: str | None = None
-    retry_on_timeout: bool | None = None
-    extra: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+class JobConfig(BaseModel):
+    """The `config` form field of `POST /jobs`: how to run the job, not what it computes.
+
+    Validated with the operator's queues and callback networks as context; `null` means
+    the default; other keys are kept (clients send their own) and passed to the process.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    entrypoint: str = Field("main", description="The function of a `custom` script to call")
+    queue: str | None = Field(
+        None, description="Where the job runs: one of the server's queues (default: the process's)"
+    )
+    time_limit: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TIME_LIMIT,
+        description="Seconds the job may run (default: the server's PIXYZ_DEFAULT_TIME_LIMIT)",
+    )
+    callback_url: str | None = Field(
+        None, description="An http(s) URL the final job details are POSTed to"
+    )
+    retry_on_timeout: bool | None = Field(
+        None,
+        description="Past its time limit, run the job once more on the retry queue (gpuhigh)"
+        " instead of failing (default: the server's PIXYZ_RETRY_TIMED_OUT_JOBS)",
+    )
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"must be a Python function name, got {value!r}")
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _configured_queue(cls, value, info):
+        queues = (info.context or {}).get("queues")
+        if value is not None and queues is not None and value not in queues:
+            raise ValueError(
+                f"{value!r} is not a queue of this server; its queues: {', '.join(queues)}"
+            )
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _reachable(cls, value, info):
+        if value is not None and not _HTTP_URL.match(value):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        if value is not None:
+            _check_callback_address(value, (info.context or {}).get("callback_networks", ()))
+        return value
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._warnings
 
     def as_dict(self) -> dict:
-        return {
-            **self.extra,
-            "entrypoint": self.entrypoint,
-            "queue": self.queue,
-            "time_limit": self.time_limit,
-            "callback_url": self.callback_url,
-            "retry_on_timeout": self.retry_on_timeout,
-        }
+        return self.model_dump()
 
 
 class _NotFinite(ValueError):
@@ -106,51 +149,31 @@ def build_config(
     process: ProcessSpec,
     default_time_limit: float,
     *,
+    queues: Iterable[str],
     callback_allowed_networks: Sequence[str] = (),
 ) -> JobConfig:
-    """`callback_allowed_networks`: the operator's `PIXYZ_CALLBACK_ALLOWED_NETWORKS`
-    (without them, a callback URL naming a non-public IP address is refused)."""
-    config = JobConfig(queue=process.queue, time_limit=default_time_limit)
+    """`raw` checked (a 400 naming each wrong key) and completed with the defaults.
+
+    `queues`: the operator's queue map; `callback_allowed_networks`: the operator's
+    `PIXYZ_CALLBACK_ALLOWED_NETWORKS` (without them, a callback URL naming a non-public IP
+    address is refused)."""
+    queues = list(queues)
+    given, warnings = {}, []
     for key, value in raw.items():
         if key in IGNORED_CONFIG_KEYS:
-            config.warnings.append(f"config key '{key}' names an internal path and was ignored")
-        elif value is None:
-            continue  # clients send null for "use the default"
-        elif key == "entrypoint":
-            if not isinstance(value, str) or not _IDENTIFIER.match(value):
-                raise ApiError(
-                    400, f"config.entrypoint must be a Python function name, got {value!r}"
-                )
-            config.entrypoint = value
-        elif key == "queue":
-            if value not in QUEUES:
-                raise ApiError(
-                    400, f"config.queue must be one of {', '.join(QUEUES)}, got {value!r}"
-                )
-            config.queue = value
-        elif key == "time_limit":
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not 0 < value <= MAX_TIME_LIMIT
-            ):
-                raise ApiError(
-                    400,
-                    f"config.time_limit must be a number of seconds in (0, {MAX_TIME_LIMIT:g}], got {value!r}",
-                )
-            config.time_limit = float(value)
-        elif key == "retry_on_timeout":
-            if not isinstance(value, bool):
-                raise ApiError(400, f"config.retry_on_timeout must be true or false, got {value!r}")
-            config.retry_on_timeout = value
-        elif key == "callback_url":
-            if not isinstance(value, str) or not re.match(r"^https?://[^\s]+$", value):
-                raise ApiError(400, f"config.callback_url must be an http(s) URL, got {value!r}")
-            _check_callback_address(value, callback_allowed_networks)
-            config.callback_url = value
-        else:
-            config.extra[key] = value
+            warnings.append(f"config key '{key}' names an internal path and was ignored")
+        elif value is not None:  # clients send null for "use the default"
+            given[key] = value
+    context = {"queues": queues, "callback_networks": callback_allowed_networks}
+    try:
+        config = JobConfig.model_validate(given, context=context)
+    except ValidationError as exc:
+        raise ApiError(400, field_errors(exc, "config")) from None
+    if config.queue is None:  # the process's queue, where this server has it
+        config.queue = process.queue if process.queue in queues else "cpu"
+    if config.time_limit is None:
+        config.time_limit = float(default_time_limit)
+    config._warnings.extend(warnings)
     return config
 
 
@@ -163,8 +186,6 @@ def _check_callback_address(url: str, allowed_networks: Sequence[str]) -> None:
     try:
         problem = egress.literal_refusal(url, egress.parse_networks(allowed_networks))
     except httpx.InvalidURL as exc:
-        raise ApiError(400, f"config.callback_url is not a valid URL ({exc}): {url!r}") from None
+        raise ValueError(f"not a valid URL ({exc})") from None
     if problem:
-        raise ApiError(
-            400, f"config.callback_url {url!r} is refused: {problem}. {egress.ONLY_PUBLIC}"
-        )
+        raise ValueError(f"{url!r} is refused: {problem}. {egress.ONLY_PUBLIC}")

@@ -6,15 +6,14 @@ options (`cpu` → CPUs, `gpu` → a fraction of a GPU, `gpuhigh` → a custom
 resource that large-GPU nodes advertise). A queue whose resources no node in
 the cluster has either falls back to CPU workers (and the job says so) or, when
 the operator forbids that, fails the job with the reason instead of leaving it
-waiting forever. A job re-run after a crash moves up to `gpuhigh` when such
-nodes exist.
+waiting forever. A job re-run after a crash (or after its time limit, when asked)
+moves to `Settings.retry_queue` (`gpuhigh`) when that queue is configured and has
+nodes. The queue map is the only list of queues: `config.queue` is checked against it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-ESCALATION = {"cpu": "gpuhigh", "gpu": "gpuhigh"}
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,10 @@ def choose_queues(
     return choices
 
 
-def escalate(queue: str, choices: dict[str, QueueChoice]) -> str:
-    """The queue for a re-run after a crash: `gpuhigh` where such nodes exist, else the same."""
-    target = ESCALATION.get(queue)
-    if target and target in choices and choices[target].note is None:
-        return target
+def escalate(queue: str, choices: dict[str, QueueChoice], retry_queue: str) -> str:
+    """The queue for a re-run after a crash: `retry_queue` where it is configured and has
+    nodes (`choices` comes from the operator's map), else the same queue."""
+    target = choices.get(retry_queue)
+    if retry_queue and target is not None and target.note is None:
+        return retry_queue
     return queue

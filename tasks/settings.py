@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.egress import parse_networks
+from tasks.sandbox.egress import parse_networks
 
 
 def hash_key(plain: str) -> str:
@@ -96,12 +96,13 @@ class Settings(BaseSettings):
     """Times a job is re-run after its worker or node died (user errors are never retried)."""
 
     retry_timed_out_jobs: bool = False
-    """Run a job that hit its time limit once more, on `timeout_retry_queue` (the anchor's retry on
+    """Run a job that hit its time limit once more, on `retry_queue` (the anchor's retry on
     `gpuhigh`), unless its `config.retry_on_timeout` says false. Off: only jobs asking for it
     with `config.retry_on_timeout: true` are retried."""
 
-    timeout_retry_queue: str = "gpuhigh"
-    """The queue a timed-out job is retried on (one of `queue_resources`)."""
+    retry_queue: str = "gpuhigh"
+    """The bigger queue re-runs go to: after a crash (when it has nodes) and after a time limit
+    (`retry_timed_out_jobs`). One of `queue_resources`, or empty for none."""
 
     timeout_retry_time_limit: float = 0.0
     """Seconds the retry may run; 0: the job's own time limit again."""
@@ -178,6 +179,17 @@ class Settings(BaseSettings):
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"not a SHA-256 hex digest: {digest[:12]}...")
         return hashes
+
+    @model_validator(mode="after")
+    def _queues_hold_together(self) -> Settings:
+        if "cpu" not in self.queue_resources:
+            raise ValueError("queue_resources needs a 'cpu' queue (the default, and the fallback)")
+        if self.retry_queue and self.retry_queue not in self.queue_resources:
+            raise ValueError(
+                f"retry_queue {self.retry_queue!r} is not in queue_resources"
+                f" ({', '.join(self.queue_resources)}); set it to one of them or empty"
+            )
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

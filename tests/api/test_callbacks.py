@@ -185,7 +185,7 @@ def test_an_ip_literal_that_is_not_public_is_refused_at_submit(apps, url, kind):
     response = submit_with_callback(apps.strict, url)
     assert response.status_code == 400, response.text
     details = response.json()["detail"]["details"]
-    assert details.startswith(f"config.callback_url {url!r} is refused: "), details
+    assert details.startswith(f"config.callback_url: {url!r} is refused: "), details
     assert kind in details and "PIXYZ_CALLBACK_ALLOWED_NETWORKS" in details, details
 
 
@@ -206,11 +206,12 @@ def test_public_addresses_and_hostnames_pass_the_submit_check():
         "https://hooks.example.com/pixyz",
         "http://localhost:9/",  # a name: checked when the callback is delivered
     ):
-        assert build_config({"callback_url": url}, spec, 60.0).callback_url == url
+        assert build_config({"callback_url": url}, spec, 60.0, queues=["cpu"]).callback_url == url
     allowed = build_config(
         {"callback_url": "http://127.0.0.1:9/"},
         spec,
         60.0,
+        queues=["cpu"],
         callback_allowed_networks=["127.0.0.0/8"],
     )
     assert allowed.callback_url == "http://127.0.0.1:9/"
