@@ -1,9 +1,10 @@
 """One Ray task per job: stage the inputs, run the process, upload the outputs.
 
-The JobStore launches `run_job` with the job's queue resources and watches the
-returned ObjectRef (time limit, cancellation, retries after a crash). Inside,
-everything the process reports goes to the JobStore as it happens; the final
-outcome is the task's return value, so it cannot be lost between the two.
+The JobStore's Supervisor launches `run_job` with a `RunSpec` (`tasks/run_spec.py`)
+and the job's queue resources, and watches the returned ObjectRef (time limit,
+cancellation, retries after a crash). Inside, everything the process reports
+goes to the JobStore as it happens; the final outcome is the task's return
+value, so it cannot be lost between the two.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import ray
 from tasks import records
 from tasks.archive import ArchiveError, find_root_file, is_archive, safe_extract
 from tasks.context import ProgramContext
-from tasks.processes import ProcessSpec, load_module
-from tasks.scratch import scratch_folder
-from tasks.script_sandbox import ScriptError, run_script
+from tasks.processes import CUSTOM, load_module
+from tasks.run_spec import RunSpec
+from tasks.sandbox.scratch import scratch_folder
+from tasks.sandbox.scripts import ScriptError, run_script
 from tasks.storage import Storage, StorageError
 from tasks.subtasks import SubTasks
 
@@ -59,11 +61,10 @@ class Reporter:
             logger.warning("job %s: a progress report was not recorded: %s", self.job_id, exc)
 
 
-def run_job(spec: dict) -> dict:
+def run_job(spec: RunSpec) -> dict:
     """Run one attempt of a job. Returns {"status", "result", "outputs", "error", "traceback"}."""
-    storage: Storage = spec["storage"]
-    job_id = spec["job_id"]
-    report = Reporter(spec["store"], job_id, spec["attempt"])
+    storage, job_id = spec.storage, spec.job_id
+    report = Reporter(spec.store, job_id, spec.attempt)
     report(
         "status",
         {
@@ -72,14 +73,14 @@ def run_job(spec: dict) -> dict:
             "pid": os.getpid(),
         },
     )
-    with scratch_folder(job_id[:8], spec.get("scratch_dir") or None) as work:
+    with scratch_folder(job_id[:8], spec.scratch_dir or None) as work:
         outcome = _run_in(work, spec, storage, report)
     report.flush()
     return outcome
 
 
-def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
-    job_id = spec["job_id"]
+def _run_in(work: Path, spec: RunSpec, storage: Storage, report: Reporter) -> dict:
+    job_id = spec.job_id
     input_dir, output_dir = work / "inputs", work / "outputs"
     input_dir.mkdir()
     output_dir.mkdir()
@@ -91,8 +92,8 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
     }
     try:
         started = time.monotonic()
-        input_file = _stage_inputs(storage, job_id, input_dir, spec["params"])
-        if spec.get("inputs"):
+        input_file = _stage_inputs(storage, job_id, input_dir, spec.params)
+        if spec.inputs:
             report(
                 "step",
                 {
@@ -106,26 +107,27 @@ def _run_in(work: Path, spec: dict, storage: Storage, report: Reporter) -> dict:
             input_dir=input_dir,
             input_file=input_file,
             output_dir=output_dir,
-            params=spec["params"],
-            info=spec["info"],
+            params=spec.params,
+            info=spec.info,
             report=report,
-            tasks=SubTasks(spec["queue_options"], spec["info"]["queue"], report),
+            tasks=SubTasks(spec.queue_options, spec.info["queue"], report),
         )
-        if spec["process"]["name"] == "custom":
-            result = run_script(work, spec, storage, pc, input_file, report)
+        if spec.process.name == CUSTOM:
+            result = run_script(work, spec.as_dict(), storage, pc, input_file, report)
         else:
-            process = ProcessSpec(**spec["process"])
-            entry = getattr(load_module(process), spec["entrypoint"], None)
+            entry = getattr(load_module(spec.process), spec.entrypoint, None)
             if entry is None:
                 raise AttributeError(
-                    f"process '{process.name}' has no entry function '{spec['entrypoint']}'"
+                    f"process '{spec.process.name}' has no entry function '{spec.entrypoint}'"
                 )
-            result = entry(pc, spec["params"])
+            result = entry(pc, spec.params)
         outcome["result"] = _json_result(result)
         outcome["status"] = records.SUCCESS
     except Exception as exc:  # the process failed: the job records why, the worker lives on
         outcome["error"] = _utf8(user_message(exc))
-        outcome["traceback"] = _utf8(traceback.format_exc())
+        # A script's own traceback says more than the sandbox's, which only relayed it.
+        told = getattr(exc, "script_traceback", None)
+        outcome["traceback"] = _utf8(told or traceback.format_exc())
     started = time.monotonic()
     try:
         outcome["outputs"] = _upload_outputs(storage, job_id, output_dir)

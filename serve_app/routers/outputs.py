@@ -54,7 +54,7 @@ async def list_outputs(job_uuid: UUID, request: Request) -> OutputList:
 
 @router.get(
     "/archive",
-    responses={**FILE_RESPONSE, **documented(401, 404, 422, 425)},
+    responses={**FILE_RESPONSE, **documented(401, 404, 422, 425, 500)},
     response_class=StreamingResponse,
     summary="Retrieve all output files as an archive.",
 )
@@ -67,6 +67,9 @@ async def download_archive(job_uuid: UUID, request: Request):
             "the job has not finished yet; retry when its status is final",
             {"Retry-After": "1"},
         )
+    if state.startswith("failed"):
+        reason = state.removeprefix("failed: ")
+        raise ApiError(500, f"building the archive failed ({reason}); ask again to retry it")
     if state != "ready":
         raise ApiError(425, "the archive is being built; retry in a second", {"Retry-After": "1"})
     storage = request.app.state.storage

@@ -98,3 +98,21 @@ def test_paths_escaping_the_outputs_are_refused(client, finished_job, path, code
     response = client.get(f"/jobs/{finished_job}/outputs/{path}")
     assert response.status_code in codes, (path, response.status_code)
     assert b"root:" not in response.content and b'"uuid"' not in response.content
+
+
+def test_an_archive_that_cannot_be_built_says_why_instead_of_425_forever(client, service):
+    import time
+
+    job = submit(client, "custom", script=WRITER, file=_input_file())
+    assert wait_for(client, job["uuid"])["status"] == "SUCCESS"
+    # An output lost from storage (a disk swapped, a bucket rule): the zip cannot be made.
+    (service.storage / "jobs" / job["uuid"] / "outputs" / "model.bin").unlink()
+    deadline = time.monotonic() + 30
+    while (response := client.get(f"/jobs/{job['uuid']}/outputs/archive")).status_code == 425:
+        assert time.monotonic() < deadline, "still 425"
+        time.sleep(0.2)
+    details = response.json()["detail"]["details"]
+    assert response.status_code == 500, response.text
+    assert details.startswith("building the archive failed (") and "model.bin" in details, details
+    assert details.endswith("ask again to retry it")
+    assert client.get(f"/jobs/{job['uuid']}/outputs/archive").status_code == 425  # building again
