@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# The job views are the record's own models: one definition for the store and the wire.
+from tasks.records import JobDetails, JobShort, Step, TimeInfo  # noqa: F401
+
 
 class ErrorDetail(BaseModel):
     code: int = Field(examples=[404])
@@ -21,50 +24,8 @@ class ErrorBody(BaseModel):
     detail: ErrorDetail
 
 
-class JobShort(BaseModel):
-    uuid: str
-    name: str | None = None
-    status: str = Field(
-        examples=["SENT"],
-        description="SENT, PENDING, RECEIVED, STARTED, RUNNING, RETRY, SUCCESS, FAILURE, REVOKED or UNKNOWN",
-    )
-    progress: int | None = Field(
-        default=None, description="0-100, or null when the process reports none"
-    )
-    error: str | None = None
-
-
 class JobList(BaseModel):
     jobs: list[JobShort]
-
-
-class TimeInfo(BaseModel):
-    request: str
-    started: str | None = None
-    stopped: str | None = None
-
-
-class Step(BaseModel):
-    duration: float = Field(description="seconds")
-    info: str
-
-
-class JobDetails(JobShort):
-    process: str
-    queue: str
-    time_info: TimeInfo
-    steps: list[Step]
-    retry: int
-    result: dict[str, Any] | None = None
-    traceback: str | None = None
-    warnings: list[str] = []
-    children: list[dict[str, Any]] = []
-    node: str | None = Field(
-        default=None, description="Ray node id that ran the job's last attempt"
-    )
-    callback: dict[str, Any] | None = Field(
-        default=None, description="delivery of config.callback_url, once attempted"
-    )
 
 
 class OutputList(BaseModel):
@@ -86,7 +47,13 @@ class ProcessList(BaseModel):
 
 
 class ProcessDoc(BaseModel):
-    doc: str
+    doc: str = Field(description="The process's documentation, its params listed at the end")
+    queue: str | None = Field(None, description="The queue its jobs run on unless config.queue")
+    params_schema: dict | None = Field(
+        None,
+        description="JSON Schema of `params` (checked at submit: a wrong one is a 400);"
+        " null: any JSON object",
+    )
 
 
 class UploadRequest(BaseModel):

@@ -102,7 +102,7 @@ class JobCheckpoints:
     def _read_record(self, job_id: str) -> dict | None:
         path = self.storage.job_path(job_id, "state.json")
         try:
-            return self.storage.read_json(path)
+            return records.checked(self.storage.read_json(path))
         except FileNotFoundError:
             logger.error("job %s has no state file (%s); it is skipped", job_id, path)
         except ValueError as exc:
