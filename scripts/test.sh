@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-.venv/bin/ruff check serve_app tasks tests bench
+.venv/bin/ruff check serve_app tasks tests bench pixyz_client
+.venv/bin/ruff format --check serve_app tasks tests bench pixyz_client
 exec .venv/bin/python -m pytest "$@"

@@ -133,7 +133,7 @@ def serve_command(args: argparse.Namespace) -> int:
     print("Stopping: Serve, then the local Ray cluster...", flush=True)
     if ray_alive():
         _within(SERVE_STOP_SECONDS, serve.shutdown, "Serve did not stop")
-    _within(RAY_STOP_SECONDS, ray.shutdown, "Ray did not stop")
+    _within(RAY_STOP_SECONDS, ray.shutdown, "Ray did not stop")  # also ends what is left
     print("Stopped.", flush=True)
     sys.stdout.flush()
     os._exit(0)  # Ray's threads (a dead GCS's reconnect loop) must not hold the exit
@@ -212,37 +212,48 @@ def _kill_group(pgid: int) -> None:
 
 
 def drain(settings: Settings) -> None:
-    """Let running jobs finish (up to `drain_seconds`); the rest resume on the next start."""
-    import ray
+    """Let running jobs finish (up to `drain_seconds`); the rest resume on the next start.
 
-    from tasks.jobstore import get_or_create_store
-
+    The calls to Ray run in a thread this one watches: if Ray's processes die meanwhile
+    (a signal to every process), any call may block until Ray's own 60 s GCS timeout, so
+    the wait ends as soon as they are gone instead."""
     print(
         f"Draining: no new jobs; waiting up to {settings.drain_seconds:g} s for running ones...",
         flush=True,
     )
+    outcome: dict = {}
+    worker = threading.Thread(target=_drain_store, args=(settings, outcome), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + settings.drain_seconds + 5
+    while worker.is_alive():
+        worker.join(timeout=0.25)
+        if worker.is_alive() and not ray_alive():
+            outcome["error"] = "Ray's processes stopped while draining"
+            break
+        if time.monotonic() > deadline:
+            outcome["error"] = (
+                f"the JobStore did not answer within {settings.drain_seconds + 5:g} s"
+            )
+            break
+    if "error" in outcome:  # shutting down regardless; say why draining was cut short
+        print(f"Draining stopped early: {outcome['error']}", flush=True)
+    elif outcome.get("remaining"):
+        print(
+            f"{outcome['remaining']} job(s) still running: they will run again on the next start",
+            flush=True,
+        )
+
+
+def _drain_store(settings: Settings, outcome: dict) -> None:
+    import ray
+
+    from tasks.jobstore import get_or_create_store
+
     try:
         store = get_or_create_store(settings)
-        pending = store.drain.remote(settings.drain_seconds)
-        deadline = time.monotonic() + settings.drain_seconds + 5
-        while True:  # poll, so that a cluster dying meanwhile ends the wait at once
-            ready, _ = ray.wait([pending], timeout=0.5)
-            if ready:
-                remaining = ray.get(ready[0])
-                break
-            if not ray_alive():
-                raise RuntimeError("Ray's processes stopped while draining")
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the JobStore did not answer within {settings.drain_seconds + 5:g} s"
-                )
-    except Exception as exc:  # shutting down regardless; say why draining was cut short
-        print(f"Draining stopped early: {type(exc).__name__}: {exc}", flush=True)
-        return
-    if remaining:
-        print(
-            f"{remaining} job(s) still running: they will run again on the next start", flush=True
-        )
+        outcome["remaining"] = ray.get(store.drain.remote(settings.drain_seconds))
+    except Exception as exc:
+        outcome.setdefault("error", f"{type(exc).__name__}: {exc}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,7 +105,3 @@ class ProgramContext:
     def progress_stop(self) -> None:
         """Mark the work as complete (progress 100)."""
         self._report("progress", {"progress": 100})
-
-    def add_child(self, child_id: str, info: str = "") -> None:
-        """Record a sub-task this job launched (shown in `children` of the task meta)."""
-        self._report("child", {"id": child_id, "info": info})

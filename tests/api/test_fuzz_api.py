@@ -73,7 +73,9 @@ def built_schema() -> dict:
     from serve_app.app import build_app
     from tasks.settings import Settings
 
-    return build_app(Settings(process_path=str(TEST_PROCESSES)), store=None).openapi()
+    # dev_routes as the test service has them, so /dev/callback is fuzzed too
+    settings = Settings(process_path=str(TEST_PROCESSES), dev_routes=True)
+    return build_app(settings, store=None).openapi()
 
 
 schema = schemathesis.openapi.from_dict(built_schema())
