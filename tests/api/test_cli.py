@@ -14,6 +14,21 @@ import pytest
 
 from conftest import free_port, ray_temp_dir
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test():
+    """A test that fails half-way must not leave its `pixyz serve` (and Ray) running."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait(timeout=30)
+
 
 def _start(storage, port, env_extra=None, new_session=False):
     inherited = ("PIXYZ_API_KEY", "PIXYZ_API_KEY_SHA256", "RAY_ADDRESS")
@@ -44,6 +59,7 @@ def _start(storage, port, env_extra=None, new_session=False):
         text=True,
         start_new_session=new_session,  # its own process group, as systemd or a terminal gives it
     )
+    STARTED.append(proc)
     lines = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
