@@ -135,6 +135,40 @@ def service(ray_cluster, tmp_path_factory) -> Service:
     assert not leftovers, f"temporary files left behind after the test run: {leftovers}"
 
 
+@pytest.fixture()
+def private_service(ray_cluster, tmp_path):
+    """`make(**settings)` -> (TestClient, StoreClient): the app the Serve replicas run, built
+    in-process with settings the session service does not use, on a JobStore actor and a
+    storage folder of its own (`tmp_path/storage<N>` unless `storage` is given)."""
+    from fastapi.testclient import TestClient
+
+    from serve_app.app import build_app
+    from serve_app.store_client import StoreClient
+    from tasks.settings import Settings, hash_key
+
+    made = []
+
+    def make(**overrides):
+        settings = Settings(
+            **{
+                "storage": str(tmp_path / f"storage{len(made)}"),
+                "api_key_sha256": [hash_key(API_KEY)],
+                "store_name": f"store-{tmp_path.name}-{len(made)}",
+                "process_path": str(TEST_PROCESSES),
+                **overrides,
+            }
+        )
+        store = StoreClient(settings)
+        made.append(store)
+        return TestClient(build_app(settings, store), headers={"x-api-key": API_KEY}), store
+
+    yield make
+    import ray
+
+    for store in made:
+        ray.kill(store.handle, no_restart=True)
+
+
 def left_behind(service: Service, since: float, wait: float = 30) -> list[str]:
     """Cancel what still runs, then list what jobs left in the scratch and temp folders."""
     from tasks.sandbox.scratch import default_root, orphans
@@ -248,3 +282,28 @@ def moto_server():
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def job_record(job_id: str | None = None, **fields) -> dict:
+    """A job record as the JobStore keeps it (`records.new_record`, an `api_test` job on
+    `cpu` by default); creation arguments and any other record field may be given."""
+    import uuid
+
+    from tasks import records
+
+    creation = {"process": "api_test", "name": None, "params": {}, "config": {}}
+    creation |= {"queue": "cpu", "time_limit": 60, "inputs": []}
+    for name in (*creation, "owner", "script", "warnings"):
+        if name in fields:
+            creation[name] = fields.pop(name)
+    record = records.new_record(job_id or str(uuid.uuid4()), **creation)
+    record.update(fields)
+    return record
+
+
+async def on_disk(checkpoints, record: dict) -> str:
+    """Add `record` to `checkpoints` and write it and the index, as `JobStore.create` does."""
+    checkpoints.add(record)
+    await checkpoints.persist(record["uuid"])
+    await checkpoints.write_index()
+    return record["uuid"]

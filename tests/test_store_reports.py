@@ -11,6 +11,8 @@ from tasks.metrics import ServiceMetrics
 from tasks.reports import ProgressReports
 from tasks.storage import Storage
 
+from conftest import job_record, on_disk
+
 
 class Started:
     """The Supervisor's side of `RECEIVED`: who was told that a runner started."""
@@ -23,22 +25,7 @@ class Started:
 
 
 async def job_on_disk(checkpoints: JobCheckpoints, attempt: int = 1) -> str:
-    job_id = str(uuid.uuid4())
-    record = records.new_record(
-        job_id,
-        process="api_test",
-        name=None,
-        params={},
-        config={},
-        queue="cpu",
-        time_limit=60,
-        inputs=[],
-    )
-    record["attempt"], record["status"] = attempt, records.PENDING
-    checkpoints.add(record)
-    await checkpoints.persist(job_id)
-    await checkpoints.write_index()
-    return job_id
+    return await on_disk(checkpoints, job_record(attempt=attempt, status=records.PENDING))
 
 
 def setup(tmp_path):

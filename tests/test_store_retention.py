@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from tasks import records
@@ -13,31 +12,20 @@ from tasks.retention import Retention
 from tasks.settings import Settings
 from tasks.storage import Storage
 
+from conftest import job_record, on_disk
+
 
 def ago(**delta) -> str:
     return (datetime.now(UTC) - timedelta(**delta)).isoformat()
 
 
 async def job_on_disk(checkpoints: JobCheckpoints, status: str, requested: str) -> str:
-    job_id = str(uuid.uuid4())
-    record = records.new_record(
-        job_id,
-        process="api_test",
-        name=None,
-        params={},
-        config={},
-        queue="cpu",
-        time_limit=60,
-        inputs=[],
-    )
-    record["status"], record["time_info"]["request"] = status, requested
-    checkpoints.add(record)
+    record = job_record(status=status)
+    record["time_info"]["request"] = requested
     checkpoints.storage.write_bytes_atomic(
-        checkpoints.storage.job_path(job_id, "outputs", "output.glb"), b"glTF"
+        checkpoints.storage.job_path(record["uuid"], "outputs", "output.glb"), b"glTF"
     )
-    await checkpoints.persist(job_id)
-    await checkpoints.write_index()
-    return job_id
+    return await on_disk(checkpoints, record)
 
 
 def retention(tmp_path, **overrides):

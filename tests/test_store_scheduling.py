@@ -11,6 +11,8 @@ from tasks.scheduling import Scheduler
 from tasks.settings import Settings
 from tasks.storage import Storage
 
+from conftest import job_record
+
 CPU_ONLY = {"CPU": 8.0}
 WITH_GPU = {"CPU": 8.0, "GPU": 1.0}
 
@@ -23,17 +25,7 @@ def scheduler(tmp_path, resources=CPU_ONLY, **overrides) -> Scheduler:
 
 def add_job(sched: Scheduler, queue="cpu", owner="key-a") -> str:
     job_id = str(uuid.uuid4())
-    sched.jobs[job_id] = records.new_record(
-        job_id,
-        process="api_test",
-        name=None,
-        params={},
-        config={},
-        queue=queue,
-        time_limit=60,
-        inputs=[],
-        owner=owner,
-    )
+    sched.jobs[job_id] = job_record(job_id, queue=queue, owner=owner)
     return job_id
 
 

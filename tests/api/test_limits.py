@@ -3,40 +3,25 @@
 import json
 
 import pytest
-import ray
 from fastapi.testclient import TestClient
-
-from conftest import TEST_PROCESSES
 
 ADMIN, SUBMIT = "limits-admin-key", "limits-submit-key"
 
 
 @pytest.fixture()
-def app_with(ray_cluster, tmp_path):
-    from serve_app.app import build_app
-    from serve_app.store_client import StoreClient
-    from tasks.settings import Settings, hash_key
-
-    stores = []
+def app_with(private_service, tmp_path):
+    """The app with an admin and a `submit` key, and `overrides` as settings."""
+    from tasks.settings import hash_key
 
     def make(**overrides):
         keys = tmp_path / "keys.txt"
         keys.write_text(f"{hash_key(SUBMIT)} submit\n")
-        settings = Settings(
-            storage=str(tmp_path / f"storage{len(stores)}"),
-            api_key_sha256=[hash_key(ADMIN)],
-            api_keys_file=str(keys),
-            store_name=f"store-{tmp_path.name}-{len(stores)}",
-            process_path=str(TEST_PROCESSES),
-            **overrides,
+        client, _ = private_service(
+            api_key_sha256=[hash_key(ADMIN)], api_keys_file=str(keys), **overrides
         )
-        store = StoreClient(settings)
-        stores.append(store)
-        return build_app(settings, store)
+        return client.app
 
-    yield make
-    for store in stores:
-        ray.kill(store.handle, no_restart=True)
+    return make
 
 
 def test_a_key_over_its_request_rate_gets_429_with_retry_after(app_with):

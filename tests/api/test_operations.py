@@ -6,36 +6,7 @@ Ray cluster, behind the same FastAPI app the Serve replicas run.
 
 import time
 
-import pytest
 import ray
-from fastapi.testclient import TestClient
-
-from conftest import API_KEY, TEST_PROCESSES
-
-
-@pytest.fixture()
-def private_service(ray_cluster, tmp_path):
-    from serve_app.app import build_app
-    from serve_app.store_client import StoreClient
-    from tasks.settings import Settings, hash_key
-
-    made = []
-
-    def make(**overrides):
-        settings = Settings(
-            storage=str(tmp_path / f"storage{len(made)}"),
-            api_key_sha256=[hash_key(API_KEY)],
-            store_name=f"store-{tmp_path.name}-{len(made)}",
-            process_path=str(TEST_PROCESSES),
-            **overrides,
-        )
-        store = StoreClient(settings)
-        made.append(store)
-        return TestClient(build_app(settings, store), headers={"x-api-key": API_KEY}), store
-
-    yield make
-    for store in made:
-        ray.kill(store.handle, no_restart=True)
 
 
 def submit(client, process, **params):

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import ray
-from fastapi.testclient import TestClient
 
-from conftest import API_KEY, TEST_PROCESSES, error_of
+from conftest import error_of
 
 FINAL = ("SUCCESS", "FAILURE", "REVOKED")
 
@@ -60,28 +59,11 @@ def disk(tmp_path):
 
 
 @pytest.fixture()
-def service_on(ray_cluster, tmp_path):
-    from serve_app.app import build_app
-    from serve_app.store_client import StoreClient
-    from tasks.settings import Settings, hash_key
-
-    made = []
-
-    def make(storage: Path):
-        settings = Settings(
-            storage=str(storage / "storage"),
-            api_key_sha256=[hash_key(API_KEY)],
-            store_name=f"store-{tmp_path.name}",
-            process_path=str(TEST_PROCESSES),
-            scratch_dir=str(tmp_path / "scratch"),
-        )
-        store = StoreClient(settings)
-        made.append(store)
-        return TestClient(build_app(settings, store), headers={"x-api-key": API_KEY}), store
-
-    yield make
-    for store in made:
-        ray.kill(store.handle, no_restart=True)
+def service_on(private_service, tmp_path):
+    """A private service whose storage is on `root` (the small disk)."""
+    return lambda root: private_service(
+        storage=str(root / "storage"), scratch_dir=str(tmp_path / "scratch")
+    )
 
 
 def submit(client, process, file=None, **params):
