@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=""
 [ "${1:-}" = "test" ] && extras="[test]"
-echo "Installing the project into .venv (first time: about 2 minutes)"
+echo "Installing the project into .venv (first time: 3-10 minutes, downloads included)"
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import serve_app, tasks, ray, trimesh" || { echo "setup failed: the project does not import" >&2; exit 1; }

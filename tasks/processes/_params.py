@@ -78,8 +78,10 @@ model extension is dropped (`part.step` gives `part`)."""
 
 def params_text(schema: dict | None) -> str:
     """The `Params:` list a docstring would have, written from the model's JSON Schema."""
-    if not schema or not schema.get("properties"):
+    if not schema:
         return ""
+    if not schema.get("properties"):  # a free-form model: its docstring says what it takes
+        return f"\n\nParams: {schema['description']}" if schema.get("description") else ""
     lines = ["", "", "Params:"]
     if schema.get("description"):
         lines.append(schema["description"])

@@ -1,10 +1,14 @@
 """api_test: the smallest job, to check that the service answers end to end."""
 
+from tasks.processes._params import ProcessParams
+
+
+class Params(ProcessParams):
+    """Any JSON object: it is echoed back."""
+
 
 def main(pc, params):
     """Return a greeting and echo the params back.
-
-    Params: any JSON object.
 
     Result: `{"output": "Hello World!", "params": <params>}`.
     """
