@@ -114,6 +114,10 @@ class Client:
         """A process's documentation: what it does, its params and its result."""
         return self.request("GET", f"/processes/{name}").json()["doc"]
 
+    def formats(self) -> dict[str, Any]:
+        """What the server reads and writes: `{"readable": [...], "writable": [...], "formats": [...]}`."""
+        return self.request("GET", "/formats").json()
+
     def params_schema(self, name: str) -> dict | None:
         """The JSON Schema of a process's `params` (None: it takes any JSON object)."""
         return self.request("GET", f"/processes/{name}").json().get("params_schema")

@@ -15,7 +15,17 @@ from fastapi.responses import JSONResponse
 from serve_app.auth import KeyRing, RateLimits, key_unless_open
 from serve_app.errors import install_handlers
 from serve_app.http_metrics import HttpMetrics, MetricsMiddleware
-from serve_app.routers import backend, dev, jobs, metrics, outputs, processes, root, uploads
+from serve_app.routers import (
+    backend,
+    dev,
+    formats,
+    jobs,
+    metrics,
+    outputs,
+    processes,
+    root,
+    uploads,
+)
 from tasks.processes import discover
 from tasks.settings import Settings
 from tasks.storage import Storage
@@ -44,7 +54,7 @@ def build_app(settings: Settings, store) -> FastAPI:
     app.state.http_metrics = HttpMetrics(store)
 
     install_handlers(app)
-    for module in (root, processes, jobs, outputs, backend, metrics, uploads):
+    for module in (root, processes, formats, jobs, outputs, backend, metrics, uploads):
         app.include_router(module.router)
     if settings.dev_routes:
         app.include_router(dev.router)

@@ -42,6 +42,25 @@ class TaskMeta(BaseModel):
     date_done: str | None = None
 
 
+class FormatInfo(BaseModel):
+    name: str = Field(examples=["STEP"])
+    extensions: list[str] = Field(examples=[["step", "stp"]], description="Lower case, no dot")
+    read: bool = Field(description="Uploads in this format can be read")
+    write: bool = Field(description="`convert_file` and friends can write it (`params.extension`)")
+    holds: list[str] = Field(
+        description="What this server keeps of such a file: hierarchy, materials, textures,"
+        " instances, units, points"
+    )
+    up_axis: str = Field(description="The up axis assumed when the file declares none: y or z")
+    metres_per_unit: float = Field(description="The unit assumed when the file declares none")
+
+
+class FormatList(BaseModel):
+    readable: list[str] = Field(description="Every extension an upload may have (archives aside)")
+    writable: list[str] = Field(description="Every extension an output may have")
+    formats: list[FormatInfo]
+
+
 class ProcessList(BaseModel):
     processes: list[str]
 

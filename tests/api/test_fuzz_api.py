@@ -37,7 +37,7 @@ CHECKS = [
 ]
 
 # Open without a key while the operator leaves PIXYZ_OPEN_ROUTES at its default (docs/api.md).
-OPEN_ROUTES = {"/", "/processes", "/processes/{process_name}", "/metrics"}
+OPEN_ROUTES = {"/", "/processes", "/processes/{process_name}", "/formats", "/metrics"}
 
 # Bounded for a shared 2-core machine: 16 operations x (Schemathesis' coverage examples,
 # ~10 each, + these generated ones). Derandomized so CI sees the same cases every run; a

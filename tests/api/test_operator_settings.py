@@ -36,7 +36,15 @@ def test_custom_scripts_are_refused_with_403_unless_enabled(app_with):
 
 def test_an_operator_can_close_the_open_routes(app_with):
     client = app_with(open_routes=False)
-    for path in ("/", "/processes", "/processes/sleep", "/metrics", "/docs", "/openapi.json"):
+    for path in (
+        "/",
+        "/processes",
+        "/processes/sleep",
+        "/formats",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+    ):
         assert client.get(path, headers={"x-api-key": ""}).status_code == 401, path
         assert client.get(path).status_code == 200, path
 

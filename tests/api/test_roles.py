@@ -53,6 +53,7 @@ MINIMUM_ROLE = {
     ("GET", "/"): OPEN,
     ("GET", "/processes"): OPEN,
     ("GET", "/processes/{process_name}"): OPEN,
+    ("GET", "/formats"): OPEN,
     ("GET", "/metrics"): OPEN,
     ("GET", "/docs"): OPEN,
     ("GET", "/openapi.json"): OPEN,
@@ -258,6 +259,8 @@ def assert_success(operation, response, job_id):
         assert "api_test" in response.json()["processes"]
     elif path == "/processes/{process_name}":
         assert "api_test" in response.json()["doc"]
+    elif path == "/formats":
+        assert "glb" in response.json()["writable"]
     elif path == "/metrics":
         assert "pixyz_jobs_submitted_total" in response.text
     elif path == "/openapi.json":

@@ -64,6 +64,8 @@ def test_processes_and_their_documentation(sdk):
         sdk.doc("no_such_process")
     assert caught.value.code == 404 and caught.value.message == "Not Found"
     assert "unknown process 'no_such_process'" in caught.value.details
+    assert sdk.params_schema("sleep")["properties"]["duration"]["maximum"] == 86400
+    assert "step" in sdk.formats()["readable"] and "step" not in sdk.formats()["writable"]
 
 
 def test_a_job_runs_to_success_and_shows_its_result(sdk):
