@@ -7,9 +7,10 @@ on it and runs until SIGTERM/SIGINT/SIGHUP, then drains running jobs and stops
 Serve and that cluster. It does so in a child process with a session of its
 own (`supervise`), so that a signal to the caller's whole process group reaches
 Ray's GCS and raylet only through that orderly stop. With `--address auto` (or
-a cluster address) it deploys onto the existing cluster and returns. The API key comes from `PIXYZ_API_KEY` or `PIXYZ_API_KEY_SHA256`;
-with neither, a key is generated once and printed once; only its SHA-256 digest
-is kept, in `<storage>/api_key` (mode 0600).
+a cluster address) it deploys onto the existing cluster and returns. The API key
+comes from `PIXYZ_API_KEY` or `PIXYZ_API_KEY_SHA256`; with neither, a key is
+generated once and printed once; only its SHA-256 digest is kept, in
+`<storage>/api_key` (mode 0600).
 """
 
 from __future__ import annotations
@@ -164,12 +165,15 @@ def supervise(argv: list[str], drain_seconds: float) -> int:
     group: the child then drains running jobs and stops Ray itself. Whatever happens, the
     child's whole group is gone when this returns; the child dies with this process.
     """
+    from tasks.sandbox.linux import PR_SET_PDEATHSIG, prctl
+
     env = {**os.environ, SESSION_ENV: "1"}
     child = subprocess.Popen(
         [sys.executable, "-m", "serve_app.cli", *argv],
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        # In the child, before exec: SIGTERM (and so a drain) if this supervisor dies.
+        preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM),
     )
     stopping: list[float] = []
 
@@ -194,14 +198,6 @@ def supervise(argv: list[str], drain_seconds: float) -> int:
             _kill_group(child.pid)
     _kill_group(child.pid)  # anything of the child's left behind (it was killed, say)
     return child.returncode if child.returncode >= 0 else 128 - child.returncode
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM (and drain) if the supervising parent dies."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _kill_group(pgid: int) -> None:

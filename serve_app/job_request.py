@@ -75,10 +75,11 @@ class JobConfig(BaseModel):
     @field_validator("callback_url")
     @classmethod
     def _reachable(cls, value, info):
-        if value is not None and not _HTTP_URL.match(value):
+        if value is None:
+            return value
+        if not _HTTP_URL.match(value):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
-        if value is not None:
-            _check_callback_address(value, (info.context or {}).get("callback_networks", ()))
+        _check_callback_address(value, (info.context or {}).get("callback_networks", ()))
         return value
 
     @property

@@ -71,7 +71,7 @@ class ProcessDoc(BaseModel):
     params_schema: dict | None = Field(
         None,
         description="JSON Schema of `params` (checked at submit: a wrong one is a 400);"
-        " null: any JSON object",
+        " null: the process declares no Params model (any JSON object is handed on)",
     )
 
 

@@ -40,6 +40,11 @@ class ParsedForm:
     files: dict[str, FilePart] = field(default_factory=dict)
 
 
+def too_large(size: int, limit: int) -> ApiError:
+    """The 413 for an upload that says it is `size` bytes, over this server's `limit`."""
+    return ApiError(413, f"upload of {size:,} bytes is over this server's limit of {limit:,} bytes")
+
+
 def safe_filename(raw: str) -> str:
     """The last path component of a client's file name, refused if nothing sane is left."""
     name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
@@ -69,10 +74,7 @@ async def stream_form(
         )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(
-            413,
-            f"upload of {int(declared):,} bytes is over this server's limit of {max_bytes:,} bytes",
-        )
+        raise too_large(int(declared), max_bytes)
 
     form = ParsedForm()
     events: list[tuple] = []

@@ -168,6 +168,11 @@ class JobCheckpoints:
                 )
             return False
 
+    async def save_change(self, job_id: str) -> bool:
+        """`changed` then `save`: what every change to a running or finished job does."""
+        self.changed(job_id)
+        return await self.save(job_id)
+
     def unsaved(self) -> list[str]:
         """Jobs whose latest change has not reached storage."""
         return [j for j, v in self._versions.items() if self._saved.get(j, -1) < v]

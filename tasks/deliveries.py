@@ -59,7 +59,7 @@ class Deliveries:
             allowed_networks=self.settings.callback_allowed_networks,
         )
         record["callback"] = outcome
-        await self._save(job_id)
+        await self.checkpoints.save_change(job_id)
 
     # -- archives -------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class Deliveries:
         if record["archive"] == "failed":
             reason = record.get("archive_error") or "unknown reason"
             record["archive"], record["archive_error"] = None, None
-            await self._save(job_id)
+            await self.checkpoints.save_change(job_id)
             return f"failed: {reason}"
         # Not built, or "building" left by a store that died mid-build: build it now.
         record["archive"] = "building"
@@ -98,8 +98,4 @@ class Deliveries:
             cause = getattr(exc, "cause", None) or exc  # a Ray task error wraps the cause
             record["archive"], record["archive_error"] = "failed", records.one_line(cause, 300)
         self._archiving.discard(job_id)
-        await self._save(job_id)
-
-    async def _save(self, job_id: str) -> None:
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.save(job_id)
+        await self.checkpoints.save_change(job_id)

@@ -157,7 +157,8 @@ class JobStore:
         return records.short_state(record)
 
     async def archive(self, job_id: str) -> str | None:
-        """State of the outputs archive: `not_finished`, `building` or `ready` (starting a build if needed)."""
+        """The outputs archive: `not_finished`, `building`, `ready` (starting a build if needed)
+        or `failed: <why>`."""
         self._ensure_started()
         return await self.deliveries.archive(job_id)
 

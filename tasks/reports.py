@@ -59,8 +59,7 @@ class ProgressReports:
         while order[0] in early:
             self._apply(job_id, record, *early.pop(order[0]))
             order[0] += 1
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.save(job_id)
+        await self.checkpoints.save_change(job_id)
         return applied
 
     def forget(self, job_id: str, attempt: int) -> None:

@@ -172,9 +172,7 @@ class Settings(BaseSettings):
     @field_validator("api_key_sha256", mode="before")
     @classmethod
     def _split_hashes(cls, value):
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        hashes = [v.lower() for v in value]
+        hashes = [v.lower() for v in _comma_list(value)]
         for digest in hashes:
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"not a SHA-256 hex digest: {digest[:12]}...")
@@ -195,7 +193,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value):
         if isinstance(value, str):
-            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+            return [origin.rstrip("/") for origin in _comma_list(value)]
         return value
 
     @field_validator("callback_allowed_networks", mode="before")
@@ -208,7 +206,7 @@ class Settings(BaseSettings):
                     return json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"not a JSON list of CIDR networks: {exc}") from None
-            return [part.strip() for part in text.split(",") if part.strip()]
+            return _comma_list(text)
         return value
 
     @field_validator("callback_allowed_networks", mode="after")
@@ -232,3 +230,10 @@ class Settings(BaseSettings):
         if "://" not in value:
             return str(Path(value).expanduser().resolve())
         return value.rstrip("/")
+
+
+def _comma_list(value):
+    """`"a, b,"` -> `["a", "b"]` (how a list arrives from an environment variable); a list as is."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value

@@ -84,15 +84,7 @@ class Storage:
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
         """Write `data` so that readers see the old file or the new one, never a mix."""
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                _remove_quietly(tmp)  # a full disk must not fill up with half-written copies
-                raise
+            _replace_local(path, lambda tmp: Path(tmp).write_bytes(data))
         else:
             self.fs.pipe_file(path, data)
 
@@ -132,14 +124,7 @@ class Storage:
     def put_file(self, local_path: str | Path, path: str) -> None:
         """Upload one local file (atomic on object stores; local: copy then rename)."""
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
-            try:
-                self.fs.put_file(str(local_path), tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                _remove_quietly(tmp)
-                raise
+            _replace_local(path, lambda tmp: self.fs.put_file(str(local_path), tmp))
         else:
             self.fs.put_file(str(local_path), path)
 
@@ -182,11 +167,21 @@ class Storage:
         return old
 
 
-def _remove_quietly(path: str) -> None:
+def _replace_local(path: str, write) -> None:
+    """`write(tmp)` a file beside `path`, then rename it over `path`: readers see the old file
+    or the new one. A failed write removes its half-written copy (a full disk must not fill up
+    with them)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid_lib.uuid4().hex[:8]}.tmp"
     try:
-        os.unlink(path)
-    except OSError:
-        pass  # never written, or already gone: nothing is left behind either way
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # never written, or already gone: nothing is left behind either way
+        raise
 
 
 def _protocols(fs) -> tuple[str, ...]:

@@ -130,7 +130,7 @@ class Supervisor:
             self.metrics.step(record, choice.note, 0.0)
         record["status"] = records.PENDING if record["retry"] == 0 else records.RETRY
         if not self.scheduler.start_or_wait(job_id, record["queue"]):
-            await self._save(job_id)
+            await self.checkpoints.save_change(job_id)
             return
         record["attempt"] += 1
         spec = RunSpec.for_attempt(
@@ -145,7 +145,7 @@ class Supervisor:
         )
         handle = self.launcher.launch(spec, choice.options)
         self._running[job_id] = handle
-        await self._save(job_id)
+        await self.checkpoints.save_change(job_id)
         asyncio.create_task(self._supervise(job_id, record["attempt"], handle))
 
     def _runner_started(self, job_id: str, node_id: str | None, pid: int | None) -> None:
@@ -299,7 +299,7 @@ class Supervisor:
         self._script_uids.release(job_id)
         self.reports.forget(job_id, record["attempt"])
         self._release_slot(job_id)
-        await self._save(job_id)
+        await self.checkpoints.save_change(job_id)
         self.scheduler.finished(record.get("owner"))
         self.metrics.finished(record)
         self.deliveries.send_callback(job_id)
@@ -315,8 +315,3 @@ class Supervisor:
         next_id = self.scheduler.release(job_id)
         if next_id is not None:
             asyncio.create_task(self.launch(next_id))
-
-    async def _save(self, job_id: str) -> None:
-        """Record a change and write it; a write storage refuses is retried in the background."""
-        self.checkpoints.changed(job_id)
-        await self.checkpoints.save(job_id)

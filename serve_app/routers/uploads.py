@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from serve_app.auth import check_role, require_key, require_role
 from serve_app.errors import ApiError, documented
 from serve_app.models import UploadRequest, UploadTicket
-from serve_app.multipart_stream import safe_filename
+from serve_app.multipart_stream import safe_filename, too_large
 
 ROLE = "submit"
 
@@ -59,9 +59,7 @@ async def create_upload(body: UploadRequest, request: Request) -> UploadTicket:
         )
     limit = request.app.state.settings.max_upload_bytes
     if body.size > limit:
-        raise ApiError(
-            413, f"upload of {body.size:,} bytes is over this server's limit of {limit:,} bytes"
-        )
+        raise too_large(body.size, limit)
     filename = safe_filename(body.filename)
     upload_id = uuid_lib.uuid4().hex
     key = f"uploads/{upload_id}/{filename}"

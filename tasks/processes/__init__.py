@@ -98,14 +98,13 @@ _MODELS: dict[tuple[str, str], type | None] = {}
 
 def params_model(spec: ProcessSpec):
     """The process's `Params` model (a pydantic model), or None when it declares none."""
-    from pydantic import BaseModel
+    from tasks.processes._params import as_params_model
 
     if spec.name == CUSTOM:
         return None  # a script's own Params is checked where it runs, in its sandbox
     key = (spec.name, spec.path)
     if key not in _MODELS:
-        model = getattr(load_module(spec), "Params", None)
-        _MODELS[key] = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        _MODELS[key] = as_params_model(getattr(load_module(spec), "Params", None))
     return _MODELS[key]
 
 

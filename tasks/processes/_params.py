@@ -29,15 +29,17 @@ class ProcessParams(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
+def as_params_model(candidate) -> type[BaseModel] | None:
+    """`candidate` (a module's `Params`) when it is a pydantic model class, else None."""
+    return candidate if isinstance(candidate, type) and issubclass(candidate, BaseModel) else None
+
+
 def _output_extension(value: str) -> str:
-    from tasks.steps.io.registry import writable_extensions
+    from tasks.steps.io.registry import unsupported_format, writable_extensions
 
     extension = value.strip().lstrip(".").lower()
-    writable = writable_extensions()
-    if extension not in writable:
-        raise ValueError(
-            f"'.{extension}' is not a format this server writes ({', '.join(writable)})"
-        )
+    if extension not in writable_extensions():
+        raise ValueError(str(unsupported_format(extension, "write")))  # the registry's words
     return extension
 
 
@@ -95,9 +97,7 @@ def _kind(prop: dict) -> str:
     prop = {**prop, **(options[0] if options else {})}
     if "enum" in prop:
         return " or ".join(f'"{value}"' for value in prop["enum"])
-    kind = {"number": "number", "integer": "integer", "boolean": "boolean"}.get(
-        prop.get("type"), prop.get("type", "any")
-    )
+    kind = prop.get("type", "any")
     if kind == "array":
         kind = f"list of ({_kind(prop.get('items', {}))})"
     low = prop.get("minimum", prop.get("exclusiveMinimum"))

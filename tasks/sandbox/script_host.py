@@ -148,11 +148,12 @@ def _checked_params(model, params: dict):
     """`params` as the script's `Params` model when it declares one (pydantic), else the dict."""
     if model is None:
         return params
-    from pydantic import BaseModel, ValidationError
+    from pydantic import ValidationError
 
-    from tasks.processes._params import field_errors
+    from tasks.processes._params import as_params_model, field_errors
 
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+    model = as_params_model(model)
+    if model is None:
         return params
     try:
         return model.model_validate(params)

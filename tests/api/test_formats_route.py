@@ -40,5 +40,5 @@ def test_what_formats_says_is_what_jobs_accept(client):
         expect=400,
     )
     assert details.startswith(
-        f"params.extension: '.{not_writable}' is not a format this server writes"
+        f"params.extension: unsupported format '.{not_writable}'; this server writes "
     )

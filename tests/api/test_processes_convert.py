@@ -90,7 +90,10 @@ def test_an_unknown_input_format_fails_as_unsupported(client, tmp_path):
 @pytest.mark.parametrize(
     "params,expected",
     [
-        ({"extension": "dwg"}, "params.extension: '.dwg' is not a format this server writes"),
+        (
+            {"extension": "dwg"},
+            "params.extension: unsupported format '.dwg'; this server writes 3mf, fbx, glb,",
+        ),
         ({"extension": 3}, "params.extension: Input should be a valid string (got 3)"),
         ({"filename": "../../etc/x"}, "params.filename: must be 1-100 letters"),
         ({"filename": ".step"}, "params.filename: must be 1-100 letters"),
