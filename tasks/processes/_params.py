@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -76,6 +76,58 @@ OutputStem = Annotated[
 ]
 """1-100 letters, digits, spaces or `_ . + -`, starting with a letter or digit; a trailing
 model extension is dropped (`part.step` gives `part`)."""
+
+
+LengthUnit = Literal["um", "mm", "cm", "dm", "m", "km", "in", "ft", "yd"]
+"""A length unit by its symbol; `tasks.steps.units.UNITS` gives each one in metres."""
+
+
+class ModelParams(ProcessParams):
+    """Base of the processes that read an uploaded model: what its coordinates mean."""
+
+    input_unit: LengthUnit | None = Field(
+        None,
+        description="The unit the file's coordinates are in, overriding what it declares"
+        " (mm, cm, m, in, ...); default: the file's own unit, else metres for OBJ, STL, PLY"
+        " and OFF, millimetres for STEP, IGES and 3MF, centimetres for FBX and USD",
+    )
+    up_axis: Literal["auto", "x", "y", "z"] = Field(
+        "auto",
+        description="The file's up axis, overriding what it declares; auto: the file's own,"
+        " else Z for CAD, STL and 3MF and Y for the rest. Outputs are turned +Y up for glTF",
+    )
+
+    def load_options(self):
+        """The `LoadOptions` these params ask for."""
+        from tasks.steps.io import LoadOptions
+        from tasks.steps.units import UNITS
+
+        return LoadOptions(
+            input_unit=UNITS[self.input_unit] if self.input_unit else None,
+            up_axis=None if self.up_axis == "auto" else self.up_axis,
+        )
+
+
+OutputUnit = Annotated[
+    LengthUnit | None,
+    Field(
+        description="The unit to write OBJ, STL, PLY, OFF and USD in (mm, cm, m, in, ...);"
+        " default: the source file's unit. glTF and FBX are always metres, 3MF millimetres"
+    ),
+]
+"""`SaveOptions.output_unit` by its symbol; None keeps the source's unit."""
+
+
+MergeMode = Annotated[
+    Literal["none", "by_material", "all"],
+    Field(
+        description="Join meshes before writing: `none` keeps every part, its name, its place"
+        " in the tree and its instancing (a part placed N times stays one mesh placed N"
+        " times); `by_material` gives one mesh per material, `all` one mesh, placements"
+        " baked in"
+    ),
+]
+"""`tasks.steps.merge.MergeOptions.mode`, or `none` to skip merging."""
 
 
 def params_text(schema: dict | None) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def load_input(path: str | Path):
+def load_input(path: str | Path, options=None):
     """Read an uploaded model into a `Scene`: native readers in a child process, others here.
+    `options` (`LoadOptions`, e.g. from `ModelParams.load_options()`) say how.
 
     Raises `UnsupportedFormatError` listing what can be read for an unknown extension,
     and the readers' one-line `ReadError` (naming the file and format) otherwise.
@@ -28,8 +29,8 @@ def load_input(path: str | Path):
         raise unsupported_format(path)
     if is_isolated(extension):
         # the reader child may open files in the job's folder only (Landlock)
-        return load_isolated(path, confine_to=current_folder())
-    return load(path)
+        return load_isolated(path, options, confine_to=current_folder())
+    return load(path, options)
 
 
 def glb_bytes(scene) -> bytes:
@@ -42,6 +43,18 @@ def glb_bytes(scene) -> bytes:
         path = Path(folder) / "scene.glb"
         save(scene, path)
         return path.read_bytes()
+
+
+def frames(scene, extension: str, options=None) -> dict:
+    """The result's ``source_unit`` and ``output_unit``: each ``{"unit": "mm",
+    "metres_per_unit": 0.001, "up_axis": "z"}``, for the file read and the file written."""
+    from tasks.steps.io import output_frame
+    from tasks.steps.units import describe_frame
+
+    return {
+        "source_unit": describe_frame(scene.source_unit or 1.0, scene.source_up_axis or "y"),
+        "output_unit": describe_frame(*output_frame(scene, extension, options)),
+    }
 
 
 def describe_scene(scene) -> str:

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from tasks.processes._params import ProcessParams
+from tasks.processes._params import ModelParams
 
 DEFAULT_RATIOS = (1.0, 0.5, 0.25, 0.1)
 MAX_LODS = 10
 
 
-class Params(ProcessParams):
+class Params(ModelParams):
     ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         list(DEFAULT_RATIOS),
         min_length=1,
@@ -47,10 +47,11 @@ def main(pc, params):
 
     from tasks.processes._shared import describe_scene, load_input
 
-    ratios = Params.model_validate(params).ratios
+    p = Params.model_validate(params)
+    ratios = p.ratios
     pc.progress_set_total(3)
 
-    scene = load_input(pc.get_input_file())
+    scene = load_input(pc.get_input_file(), p.load_options())
     pc.progress_next(f"Read {describe_scene(scene)}")
 
     # one copy in the object store, shared by every child

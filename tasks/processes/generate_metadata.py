@@ -7,10 +7,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tasks.processes._params import ProcessParams
+from tasks.processes._params import ModelParams
 
 
-class Params(ProcessParams):
+class Params(ModelParams):
     parts: bool = Field(
         True,
         description="Include `parts`, one row per placed mesh (`name`, `triangles`, `vertices`,"
@@ -43,9 +43,10 @@ def main(pc, params):
     from tasks.processes._shared import describe_scene, load_input
     from tasks.steps.metadata import MetadataOptions, metadata
 
-    parts = Params.model_validate(params).parts
+    p = Params.model_validate(params)
+    parts = p.parts
     pc.progress_set_total(3)
-    scene = load_input(pc.get_input_file())
+    scene = load_input(pc.get_input_file(), p.load_options())
     pc.progress_next(f"Read {describe_scene(scene)}")
 
     facts = metadata(scene, MetadataOptions(parts=parts))

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
-from tasks.processes._params import ProcessParams
+from tasks.processes._params import MergeMode, ModelParams
 
 QUEUE = "gpu"
 
@@ -21,7 +20,7 @@ VIEW_FILES = {"iso": "iso.png", "x": "x.png", "y": "y.png", "z": "z.png"}
 """Output file of each view, in the order they are drawn."""
 
 
-class Params(ProcessParams):
+class Params(ModelParams):
     """The params of a thumbnail job (`thumbnail_chained` takes the same)."""
 
     width: int = Field(512, ge=16, le=4096, description="Thumbnail width in pixels")
@@ -33,9 +32,7 @@ class Params(ProcessParams):
         description="The preview GLB (and what is drawn) is decimated to at most this many"
         " triangles; smaller models are kept whole",
     )
-    up_axis: Literal["auto", "y", "z"] = Field(
-        "auto", description="The model's up axis; auto means Z for CAD, 3MF and STL, Y for the rest"
-    )
+    merge: MergeMode = "none"
 
 
 def main(pc, params):
@@ -46,8 +43,8 @@ def main(pc, params):
 
     Outputs: `iso.png`, `x.png`, `y.png`, `z.png` (RGBA, transparent background;
     iso from the front-right-top corner, x/y/z looking from that +axis),
-    `preview.glb` (meshes merged by material; over `max_triangles`, welded and
-    decimated to it) and
+    `preview.glb` (the model's parts, names, tree and instancing, merged as `merge`
+    asks; over `max_triangles`, welded and decimated to it) and
     `metadata.json`.
 
     Result: `{"thumbs": {"iso": "iso.png", "x": "x.png", "y": "y.png", "z": "z.png"},
@@ -60,7 +57,7 @@ def main(pc, params):
     settings = Params.model_validate(params)
     pc.progress_set_total(4)
 
-    scene = load_input(pc.get_input_file())
+    scene = load_input(pc.get_input_file(), settings.load_options())
     pc.progress_next(f"Read {describe_scene(scene)}")
 
     prepared = prepare_preview(scene, settings)
@@ -81,7 +78,7 @@ def main(pc, params):
 
 def prepare_preview(scene, settings: Params) -> dict:
     """The CPU stage: metadata of the model as read, then a light copy for viewing
-    (merged, and repaired and decimated when over budget; ``scene`` is consumed).
+    (merged if asked, and repaired and decimated when over budget; ``scene`` is consumed).
 
     Returns ``{"scene": <preview Scene>, "glb": <its GLB bytes>, "metadata": {...},
     "triangles_before": n, "triangles": m}``; every value pickles, so the dict can
@@ -89,16 +86,17 @@ def prepare_preview(scene, settings: Params) -> dict:
     """
     from tasks.processes._shared import glb_bytes
     from tasks.steps.decimate import DecimateOptions, decimate
-    from tasks.steps.merge import merge
+    from tasks.steps.merge import MergeOptions, merge
     from tasks.steps.metadata import MetadataOptions, metadata
     from tasks.steps.repair import RepairOptions, repair
 
     # 1. metadata describes the file, so it is taken before anything changes
     facts = metadata(scene, MetadataOptions(parts=False))
     before = scene.triangle_count
-    # 2. one mesh per material; over budget, weld and orient first (the decimator needs
-    # welded input) but leave holes open: a preview shows the file as it is
-    preview = merge(scene)
+    # 2. merged only if asked (a part placed N times stays one mesh); over budget, weld and
+    # orient first (the decimator needs welded input) but leave holes open: a preview shows
+    # the file as it is
+    preview = scene if settings.merge == "none" else merge(scene, MergeOptions(settings.merge))
     if preview.triangle_count > settings.max_triangles:
         preview = repair(preview, RepairOptions(fill_holes=False))
         preview = decimate(preview, DecimateOptions(triangles=settings.max_triangles))
@@ -115,14 +113,14 @@ def render_thumbnails(scene, settings: Params) -> tuple[dict[str, bytes], str]:
     """The render stage: PNG bytes of each view and the renderer's summary line."""
     import io
 
-    from tasks.steps.io.registry import default_up_axis
     from tasks.steps.render import RenderOptions, render_views, renderer_info
 
-    up_axis = settings.up_axis
-    if up_axis == "auto":  # the source format's convention (Z for CAD, 3MF and STL)
-        up_axis = default_up_axis(scene.source_format or "")
+    # io.load turned the model +Y up, from what its file declares or settings.up_axis
     options = RenderOptions(
-        views=tuple(VIEW_FILES), width=settings.width, height=settings.height, up_axis=up_axis
+        views=tuple(VIEW_FILES),
+        width=settings.width,
+        height=settings.height,
+        up_axis=scene.up_axis or "y",
     )
     images = render_views(scene, options)
     pngs = {}

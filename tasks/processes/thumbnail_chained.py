@@ -36,7 +36,7 @@ def main(pc, params):
     settings = Params.model_validate(params)
     pc.progress_set_total(4)
 
-    scene = load_input(pc.get_input_file())
+    scene = load_input(pc.get_input_file(), settings.load_options())
     pc.progress_next(f"Read {describe_scene(scene)}")
 
     prepared = pc.tasks.run(

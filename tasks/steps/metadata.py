@@ -63,7 +63,9 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
     ``variant_count``, ``pmi_component_count``, ``annotation_group_count``,
     ``annotation_count``, ``metadata_component_count``,
     ``metadata_property_count``; then ``bounding_box`` ({min, max, size} in
-    world units, None for an empty scene), ``area``, ``volume`` (None unless
+    metres, +Y up, None for an empty scene), ``source`` (the file's ``unit``,
+    ``metres_per_unit``, ``up_axis`` and the box ``size`` along its own axes in its own
+    unit: 200 x 150 x 84 for a 200 mm plate), ``area`` (m²), ``volume`` (m³, None unless
     every mesh is watertight), ``watertight``, ``point_count`` (points of
     point clouds) and, with ``parts``, ``parts``: one row per placed mesh,
     ``{name, triangles, vertices, material, watertight, bounds}``.
@@ -156,6 +158,7 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
     result.update(
         {
             "bounding_box": box,
+            "source": _source(scene, box),
             "area": area,
             "volume": volume if watertight else None,
             "watertight": watertight,
@@ -171,6 +174,19 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
         len(materials),
     )
     return result
+
+
+def _source(scene: Scene, box: dict | None) -> dict[str, Any]:
+    """The source's unit and up axis, and the box size measured the way the file does."""
+    from tasks.steps.units import describe_frame, frame_matrix
+
+    unit, up_axis = scene.source_unit or 1.0, scene.source_up_axis or "y"
+    source = describe_frame(unit, up_axis)
+    size = None
+    if box is not None:
+        change = frame_matrix(scene.unit or 1.0, scene.up_axis or "y", unit, up_axis)
+        size = np.abs(change[:3, :3] @ np.asarray(box["size"])).tolist()
+    return {**source, "size": size}
 
 
 def _transformed(vertices: np.ndarray, transform: np.ndarray) -> np.ndarray:

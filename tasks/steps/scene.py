@@ -40,6 +40,26 @@ class Scene:
     warnings: list[str] = field(default_factory=list)
     """Human-readable notes on what was skipped or approximated, in order."""
 
+    unit: float | None = None
+    """Metres per unit of the coordinates in `trimesh_scene`. A reader sets what the file
+    declares (STEP: 0.001, as OCCT reads into millimetres; USD: ``metersPerUnit``) or
+    leaves None for "the file says nothing"; `io.load` then fills the format's default
+    and turns the scene into metres, so every step sees 1.0."""
+
+    up_axis: str | None = None
+    """``"x"``, ``"y"`` or ``"z"``: the up axis of the coordinates in `trimesh_scene`
+    (right-handed). Readers set what the file declares or leave None; after `io.load`
+    it is ``"y"``, as glTF."""
+
+    source_unit: float | None = None
+    """Metres per unit of the file as read (declared, the format's default, or the
+    caller's ``input_unit``); set by `io.load`. Unitless writers (OBJ, STL, PLY) write in
+    it unless told another unit."""
+
+    source_up_axis: str | None = None
+    """The source file's up axis (declared, the format's convention or the caller's
+    ``up_axis``); set by `io.load`."""
+
     @property
     def triangle_count(self) -> int:
         """Triangles over all placed mesh instances (a mesh placed twice counts twice)."""
@@ -69,6 +89,10 @@ class Scene:
             source_format=self.source_format,
             facts=dict(self.facts),
             warnings=list(self.warnings),
+            unit=self.unit,
+            up_axis=self.up_axis,
+            source_unit=self.source_unit,
+            source_up_axis=self.source_up_axis,
         )
 
     def warn(self, message: str) -> None:

@@ -132,7 +132,7 @@ def test_pixyz_doc_prints_the_params_schema(service):
         "- `width` (integer in [16, 4096], default 512): Thumbnail width in pixels" in shown.stdout
     )
     schema = json.loads(shown.stdout.split("JSON Schema of params:\n", 1)[1])
-    assert schema["properties"]["up_axis"]["enum"] == ["auto", "y", "z"]
+    assert schema["properties"]["up_axis"]["enum"] == ["auto", "x", "y", "z"]
     as_json = subprocess.run(
         [*run, "--json"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )

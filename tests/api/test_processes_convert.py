@@ -121,3 +121,22 @@ def test_the_process_documents_its_params_and_result(client):
     doc = client.get("/processes/convert_file").json()["doc"]
     for word in ("`extension`", '"glb"', "`filename`", '"output"', '"files"', "Result"):
         assert word in doc
+
+
+def test_a_step_plate_comes_out_at_its_size_in_the_unit_asked_for(client):
+    state, details = run(
+        client, DATA / "step" / "as1-oc-214.stp", {"extension": "stl", "output_unit": "cm"}
+    )
+
+    assert state["status"] == "SUCCESS", details
+    result = details["result"]
+    assert result["source_unit"] == {"unit": "mm", "metres_per_unit": 0.001, "up_axis": "z"}
+    assert result["output_unit"] == {"unit": "cm", "metres_per_unit": 0.01, "up_axis": "z"}
+    mesh = trimesh.load(io.BytesIO(download(client, details["uuid"], "output.stl")), "stl")
+    # the 200 x 150 x 84 mm plate, in centimetres and still Z-up as its STEP file draws it
+    assert mesh.extents == pytest.approx([20.0, 15.0, 8.4], abs=0.02)
+
+
+def test_an_unknown_unit_is_refused_at_submit(client):
+    details = submit(client, "convert_file", params={"output_unit": "cubit"}, expect=400)
+    assert details.startswith("params.output_unit: Input should be 'um', 'mm'"), details

@@ -36,9 +36,12 @@ def test_the_step_assembly_has_18_parts_in_5_colours(as1):
     assert metadata["mesh_boundary"] == 0 and metadata["watertight"] is True
     for key in ("pmi_component_count", "annotation_count", "animation_count", "variant_count"):
         assert metadata[key] == 0, key
-    # 200 x 150 x 84 mm
-    assert metadata["bounding_box"]["size"] == pytest.approx([200, 150, 84], abs=0.01)
-    assert metadata["aabb"] == pytest.approx(math.hypot(200, 150, 84), abs=0.01)
+    # 200 x 150 x 84 mm drawn Z-up: in metres and +Y up, and in the file's own terms
+    assert metadata["bounding_box"]["size"] == pytest.approx([0.2, 0.084, 0.15], abs=1e-5)
+    assert metadata["aabb"] == pytest.approx(math.hypot(0.2, 0.15, 0.084), abs=1e-5)
+    source = metadata["source"]
+    assert (source["unit"], source["metres_per_unit"], source["up_axis"]) == ("mm", 0.001, "z")
+    assert source["size"] == pytest.approx([200, 150, 84], abs=0.01)
     assert len(metadata["parts"]) == 18
     assert sum(p["triangles"] for p in metadata["parts"]) == metadata["polygon_count"]
 

@@ -139,7 +139,8 @@ def test_chained_gives_the_same_outputs_as_the_single_job(wuson, wuson_chained):
         ({"width": "x"}, "params.width: Input should be a valid integer (got 'x')"),
         ({"height": 8}, "params.height: Input should be greater than or equal to 16 (got 8)"),
         ({"max_triangles": 1.5}, "params.max_triangles: Input should be a valid integer"),
-        ({"up_axis": "x"}, "params.up_axis: Input should be 'auto', 'y' or 'z' (got 'x')"),
+        ({"up_axis": "w"}, "params.up_axis: Input should be 'auto', 'x', 'y' or 'z' (got 'w')"),
+        ({"input_unit": "furlong"}, "params.input_unit: Input should be 'um', 'mm', 'cm'"),
         (
             {"width": 5000, "height": 0},
             "params.width: Input should be less than or equal to 4096 (got 5000);"

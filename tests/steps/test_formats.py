@@ -17,7 +17,6 @@ from tasks.steps.io.registry import (
     CONTENT_KINDS,
     FORMATS,
     FormatSpec,
-    default_up_axis,
     format_name,
     format_spec,
     is_isolated,
@@ -104,12 +103,12 @@ def test_the_registry_imports_no_geometry_library():
         """
         import sys
         from tasks.steps.io.registry import (
-            default_up_axis, format_spec, is_isolated, readable_extensions,
+            format_spec, is_isolated, readable_extensions,
             unsupported_format, writable_extensions,
         )
         assert readable_extensions() and writable_extensions()
         assert format_spec("step").name == "STEP" and is_isolated("usdz")
-        assert default_up_axis("stl") == "z" and "'.dwg'" in str(unsupported_format("a.dwg"))
+        assert format_spec("stl").up_axis == "z" and "'.dwg'" in str(unsupported_format("a.dwg"))
         heavy = [name for name in ("trimesh", "OCP", "pxr", "ufbx") if name in sys.modules]
         assert not heavy, heavy
         # reading one format imports that format's module only
@@ -133,8 +132,7 @@ def test_isolation_follows_the_native_readers():
 def test_cad_printing_and_stl_are_z_up_the_rest_y_up():
     z_up = {e for spec in FORMATS if spec.up_axis == "z" for e in spec.extensions}
     assert z_up == {"step", "stp", "iges", "igs", "brep", "3mf", "stl"}
-    assert default_up_axis(".IGS") == "z" and default_up_axis("glb") == "y"
-    assert default_up_axis("dwg") == "y"
+    assert format_spec(".IGS").up_axis == "z" and format_spec("glb").up_axis == "y"
 
 
 def test_units_when_the_file_declares_none():

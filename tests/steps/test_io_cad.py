@@ -102,7 +102,8 @@ def test_brep_file_loads_named_after_the_file(tmp_path):
     BRepTools.Write_s(BRepPrimAPI_MakeBox(10, 20, 30).Shape(), str(path))
     scene = load(path)
     assert list(scene.trimesh_scene.graph.nodes_geometry) == ["block"]
-    assert scene.trimesh_scene.extents == pytest.approx([10, 20, 30], abs=1e-6)
+    # a 10 x 20 x 30 mm box drawn Z-up, in metres and +Y up: its 30 mm height is along Y
+    assert scene.trimesh_scene.extents == pytest.approx([0.01, 0.03, 0.02], abs=1e-9)
     assert scene.triangle_count == 12
 
 

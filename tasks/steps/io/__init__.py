@@ -24,6 +24,7 @@ from tasks.steps.errors import StepError
 from tasks.steps.io.isolate import load_isolated
 from tasks.steps.io.options import LOAD_DEFAULTS, SAVE_DEFAULTS, LoadOptions, SaveOptions
 from tasks.steps.io.registry import (
+    format_spec,
     readable_extensions,
     reader_for,
     writable_extensions,
@@ -68,6 +69,8 @@ def load(path: Path | str, options: LoadOptions | None = None) -> Scene:
         raise read_error(path, extension, describe(exc)) from exc
     scene.source_name = path.name
     scene.source_format = extension
+    # 4. into metres and +Y up, from what the file declares or its format's convention
+    _to_metres_y_up(scene, extension, options)
     logger.debug(
         "read %s as %s: %d triangles, %d warnings in %.2fs",
         path.name,
@@ -83,11 +86,14 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
     """Write a `Scene` to a file chosen by extension and return every file written.
 
     Multi-file formats return all their parts: ``.gltf`` + ``.bin`` + textures,
-    ``.obj`` + ``.mtl`` + images. ``SaveOptions(draco=True)`` compresses GLB/glTF;
+    ``.obj`` + ``.mtl`` + images. Coordinates are written in the target's convention
+    (`output_frame`); the scene passed in is left as it is.
+    ``SaveOptions(draco=True)`` compresses GLB/glTF;
     FBX needs ``SaveOptions(blender_executable=...)``. The parent folder is created.
     Raises UnsupportedFormatError or WriteError (naming the file and format).
     """
     from tasks.steps.io.common import describe, write_error
+    from tasks.steps.units import to_frame
 
     options = options or SAVE_DEFAULTS
     path = Path(path)
@@ -95,7 +101,11 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
     extension, writer = writer_for(path, options.format)
     if not scene.trimesh_scene.geometry:
         raise write_error(path, extension, "the scene has no geometry")
-    # 2. write, turning library exceptions into one-line errors
+    # 2. into the target's unit and up axis (a copy: the caller's scene stays in metres)
+    unit, up_axis = output_frame(scene, extension, options)
+    if (scene.unit or 1.0, scene.up_axis or "y") != (unit, up_axis):
+        scene = to_frame(_framed(scene.copy()), unit, up_axis)
+    # 3. write, turning library exceptions into one-line errors
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
@@ -110,11 +120,41 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
     return written
 
 
+def output_frame(scene: Scene, extension: str, options: SaveOptions | None = None):
+    """(metres per unit, up axis) that `save` writes `scene` in as `extension`: the format's
+    fixed convention (glTF metres and +Y, 3MF millimetres and +Z), else
+    ``options.output_unit`` or the source's unit, and the source's up axis."""
+    options = options or SAVE_DEFAULTS
+    spec = format_spec(extension)
+    unit = spec.write_unit if spec else None
+    up_axis = spec.write_up_axis if spec else None
+    unit = unit or options.output_unit or scene.source_unit or 1.0
+    return float(unit), up_axis or scene.source_up_axis or "y"
+
+
+def _to_metres_y_up(scene: Scene, extension: str, options: LoadOptions) -> None:
+    from tasks.steps.units import to_frame
+
+    spec = format_spec(extension)
+    scene.source_unit = float(options.input_unit or scene.unit or (spec.unit if spec else 1.0))
+    scene.source_up_axis = options.up_axis or scene.up_axis or (spec.up_axis if spec else "y")
+    scene.unit, scene.up_axis = scene.source_unit, scene.source_up_axis
+    to_frame(scene, 1.0, "y")
+
+
+def _framed(scene: Scene) -> Scene:
+    """A scene built in code (not read by `load`) is taken to be in metres, +Y up."""
+    scene.unit = scene.unit or 1.0
+    scene.up_axis = scene.up_axis or "y"
+    return scene
+
+
 __all__ = [
     "LoadOptions",
     "SaveOptions",
     "load",
     "load_isolated",
+    "output_frame",
     "readable_extensions",
     "save",
     "writable_extensions",

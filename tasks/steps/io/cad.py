@@ -85,10 +85,13 @@ def _read(path: Path, options: LoadOptions, kind: str) -> Scene:
         len(builder.materials),
         facts,
     )
+    # OCCT reads every file into its session unit, millimetres; CAD declares no up axis and
+    # draws Z-up, so io.load turns Z up into +Y unless the caller says otherwise
     return Scene(
         trimesh_scene=builder.scene,
         facts={key: value for key, value in facts.items() if value},
         warnings=builder.warnings,
+        unit=0.001,
     )
 
 

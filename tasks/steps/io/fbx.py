@@ -35,7 +35,7 @@ bpy.ops.export_scene.fbx(filepath=target, path_mode="COPY", embed_textures=True)
 
 
 def read_fbx(path: Path, options: LoadOptions) -> Scene:
-    """Read an FBX file into a Scene (Y-up, right-handed; the file's units kept).
+    """Read an FBX file into a Scene (+Y up, right-handed, in the file's UnitScaleFactor).
 
     The parse runs in a child process (unless this already is one): ufbx 0.0.5's Python
     binding returns its cached element objects without a new reference, so objects are
@@ -67,8 +67,10 @@ def _read_fbx_here(name: str) -> Scene:
     # 2. nodes and meshes (ufbx lists are read by index: iterating some of them is unsafe)
     reader = _FbxReader(path)
     root = _own(document.root_node)
+    # ufbx puts the axis conversion on the root node, which has no scene node of its own
+    above = _matrix(root.node_to_parent)
     for index in range(len(root.children)):
-        reader.node(_own(root.children[index]), reader.scene.graph.base_frame)
+        reader.node(_own(root.children[index]), reader.scene.graph.base_frame, above)
     if reader.missing_textures:
         reader.warnings.append(
             f"skipped {len(reader.missing_textures)} missing texture file(s): "
@@ -82,10 +84,13 @@ def _read_fbx_here(name: str) -> Scene:
         len(document.meshes),
         animations,
     )
+    # the axes are converted above; coordinates stay in the file's UnitScaleFactor unit
     return Scene(
         trimesh_scene=reader.scene,
         facts={"animation_count": animations} if animations else {},
         warnings=reader.warnings,
+        unit=float(document.settings.unit_meters),
+        up_axis="y",
     )
 
 
@@ -98,15 +103,16 @@ class _FbxReader:
         self.warnings: list[str] = []
         self.missing_textures: set[str] = set()
 
-    def node(self, node, parent: str) -> None:
+    def node(self, node, parent: str, above: np.ndarray | None = None) -> None:
         name = trimesh.util.unique_name(node.name or "node", self.scene.graph.transforms.node_data)
         mesh = _own(node.mesh)
         parts = self.mesh(mesh, node) if mesh is not None else []
         # a mesh with one material sits on its node; several get a child node each
         extra = {"geometry": parts[0]} if len(parts) == 1 else {}
-        self.scene.graph.update(
-            frame_from=parent, frame_to=name, matrix=_matrix(node.node_to_parent), **extra
-        )
+        matrix = _matrix(node.node_to_parent)
+        if above is not None:
+            matrix = above @ matrix
+        self.scene.graph.update(frame_from=parent, frame_to=name, matrix=matrix, **extra)
         if len(parts) > 1:
             for part in parts:
                 child = trimesh.util.unique_name(

@@ -71,7 +71,8 @@ def read_gltf(path: Path, options: LoadOptions) -> Scene:
         len(document.get("nodes", [])),
         animations,
     )
-    return Scene(trimesh_scene=loaded, facts=facts, warnings=warnings)
+    # glTF is metres and +Y up by its specification
+    return Scene(trimesh_scene=loaded, facts=facts, warnings=warnings, unit=1.0, up_axis="y")
 
 
 def write_glb(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:

@@ -29,6 +29,14 @@ class LoadOptions:
     """Read user-defined attributes (STEP property definitions) into ``scene.facts``. Default
     True."""
 
+    input_unit: float | None = None
+    """Metres per unit of the file, overriding what it declares (0.001: millimetres). Default
+    None: the file's own unit, else its format's (metres for OBJ, STL, PLY, OFF)."""
+
+    up_axis: str | None = None
+    """``"x"``, ``"y"`` or ``"z"``: the file's up axis, overriding what it declares. Default
+    None: the file's own, else its format's convention (Z for CAD, STL and 3MF)."""
+
 
 LOAD_DEFAULTS = LoadOptions()
 
@@ -43,6 +51,11 @@ class SaveOptions:
     draco: bool = False
     """Compress GLB/glTF geometry with KHR_draco_mesh_compression. Default False: draco
     shrinks geometry 5-10x but viewers need a decoder and vertex order may change."""
+
+    output_unit: float | None = None
+    """Metres per unit to write formats that declare none (OBJ, STL, PLY, OFF) and USD
+    (which declares it in ``metersPerUnit``). Default None: the source file's unit. glTF
+    is always metres, 3MF millimetres."""
 
     include_normals: bool = True
     """Write vertex normals where the format has them. Default True."""

@@ -68,7 +68,7 @@ class FormatSpec:
     called in place, because ufbx 0.0.5 crashes the process that tears it down."""
 
     up_axis: str = "y"
-    """``"y"`` or ``"z"``: the up axis when the file declares none, by the format's spec or
+    """``"x"``, ``"y"`` or ``"z"``: the up axis when the file declares none, by the format's spec or
     its tools' convention (CAD and 3D printing are Z-up). Default ``"y"``, as glTF."""
 
     unit: float = 1.0
@@ -76,7 +76,15 @@ class FormatSpec:
     spec), 0.001 for 3MF (its spec's default millimetre) and for STEP/IGES (OCCT reads
     them into millimetres), 0.01 for USD (UsdGeom's fallback ``metersPerUnit``) and FBX
     (``UnitScaleFactor`` 1 means centimetres). Default 1.0, also for the unitless formats
-    (OBJ, STL, PLY, OFF, BREP); the fidelity work will refine these."""
+    (OBJ, STL, PLY, OFF) and BREP (OCCT's millimetre, like STEP)."""
+
+    write_unit: float | None = None
+    """Metres per unit the writer writes in, when its format fixes one (glTF 1.0, 3MF
+    0.001). Default None: ``SaveOptions.output_unit``, else the source file's unit."""
+
+    write_up_axis: str | None = None
+    """The up axis the writer writes, when its format fixes one (glTF ``"y"``, 3MF
+    ``"z"``). Default None: the source file's up axis."""
 
     holds: frozenset[str] = field(default_factory=frozenset)
     """What this server keeps of a file in the format, among `CONTENT_KINDS`: what the
@@ -89,8 +97,9 @@ class FormatSpec:
             not extension or extension != _clean(extension) for extension in self.extensions
         ):
             raise ValueError(f"{self.name}: extensions must be lower case without the dot")
-        if self.up_axis not in ("y", "z"):
-            raise ValueError(f"{self.name}: up_axis must be 'y' or 'z', got {self.up_axis!r}")
+        for axis in (self.up_axis, self.write_up_axis or "y"):
+            if axis not in ("x", "y", "z"):
+                raise ValueError(f"{self.name}: up_axis must be 'x', 'y' or 'z', got {axis!r}")
         if not self.unit > 0:
             raise ValueError(f"{self.name}: unit must be positive metres, got {self.unit!r}")
         unknown = set(self.holds) - set(CONTENT_KINDS)
@@ -133,6 +142,8 @@ FORMATS: tuple[FormatSpec, ...] = (
         "glTF",
         ("glb", "gltf"),
         "tasks.steps.io.gltf",
+        write_unit=1.0,
+        write_up_axis="y",
         holds=frozenset({"hierarchy", "materials", "textures", "instances", "units", "points"}),
     ),
     FormatSpec(
@@ -141,41 +152,46 @@ FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("STL", ("stl",), "tasks.steps.io.stl", up_axis="z"),
     FormatSpec("PLY", ("ply",), "tasks.steps.io.ply", isolated=True, holds=frozenset({"points"})),
     FormatSpec("OFF", ("off",), "tasks.steps.io.off"),
-    # trimesh 5.2 reads no 3MF materials; the unit is kept in the scene's metadata
+    # trimesh 5.2 reads no 3MF materials; files are written in millimetres
     FormatSpec(
         "3MF",
         ("3mf",),
         "tasks.steps.io.threemf",
         up_axis="z",
         unit=0.001,
+        write_unit=0.001,
+        write_up_axis="z",
         holds=frozenset({"hierarchy", "instances", "units"}),
     ),
-    # trimesh drops COLLADA's <unit> and copies each instanced geometry
+    # trimesh copies each instanced geometry; <unit> and <up_axis> are read by the module
     FormatSpec(
         "COLLADA",
         ("dae", "zae"),
         "tasks.steps.io.collada",
         writable=False,
-        holds=frozenset({"hierarchy", "materials", "textures"}),
+        holds=frozenset({"hierarchy", "materials", "textures", "units"}),
     ),
-    # the writer shares meshes between placements, but the reader copies each instance,
-    # and metersPerUnit is neither read nor written
+    # metersPerUnit and upAxis are read; written stages are +Y up in the output unit
     FormatSpec(
         "USD",
         ("usd", "usda", "usdc", "usdz"),
         "tasks.steps.io.usd",
         isolated=True,
         unit=0.01,
-        holds=frozenset({"hierarchy", "materials", "textures", "points"}),
+        write_up_axis="y",
+        holds=frozenset({"hierarchy", "materials", "textures", "points", "units"}),
     ),
-    # the reader keeps the file's units without recording them
+    # ufbx turns every axis system +Y up and reports UnitScaleFactor; Blender writes
+    # from a GLB, so in metres and +Y up
     FormatSpec(
         "FBX",
         ("fbx",),
         "tasks.steps.io.fbx",
         isolated=True,
         unit=0.01,
-        holds=frozenset({"hierarchy", "materials", "textures", "instances"}),
+        write_unit=1.0,
+        write_up_axis="y",
+        holds=frozenset({"hierarchy", "materials", "textures", "instances", "units"}),
     ),
     FormatSpec(
         "STEP",
@@ -198,8 +214,17 @@ FORMATS: tuple[FormatSpec, ...] = (
         unit=0.001,
         holds=frozenset({"materials", "units"}),
     ),
-    # one unitless shape, no names below the file's or colours
-    FormatSpec("BREP", ("brep",), "tasks.steps.io.cad", writable=False, isolated=True, up_axis="z"),
+    # one shape, no names below the file's or colours; OCCT's millimetre, like STEP
+    FormatSpec(
+        "BREP",
+        ("brep",),
+        "tasks.steps.io.cad",
+        writable=False,
+        isolated=True,
+        up_axis="z",
+        unit=0.001,
+        holds=frozenset({"units"}),
+    ),
 )
 """Every format this server knows; everything else in this module is derived from it."""
 
@@ -239,13 +264,6 @@ def is_isolated(extension: str) -> bool:
     """Whether uploads with this extension are read in a child process (False if unknown)."""
     spec = format_spec(extension)
     return spec is not None and spec.isolated
-
-
-def default_up_axis(extension: str) -> str:
-    """``"z"`` or ``"y"``: the up axis of a file with this extension that declares none
-    (``"y"`` if unknown)."""
-    spec = format_spec(extension)
-    return spec.up_axis if spec else "y"
 
 
 def readable_extensions() -> list[str]:

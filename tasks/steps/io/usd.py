@@ -30,11 +30,6 @@ from tasks.steps.scene import Scene
 
 logger = logging.getLogger(__name__)
 
-# turns a Z-up stage into the Y-up frame every other format (and glTF) uses
-_Z_UP_TO_Y_UP = np.array(
-    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-)
-
 
 def read_usd(path: Path, options: LoadOptions) -> Scene:
     """Read a USD stage (any of the four extensions) into a Scene."""
@@ -61,8 +56,6 @@ def read_usd(path: Path, options: LoadOptions) -> Scene:
     # 2. walk the prim tree into nodes and meshes
     reader = _StageReader(stage, path)
     root = reader.scene.graph.base_frame
-    if UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z:
-        root = reader.add_node(path.stem, reader.scene.graph.base_frame, _Z_UP_TO_Y_UP)
     for prim in stage.GetPseudoRoot().GetFilteredChildren(_predicate()):
         reader.walk(prim, root)
     reader.report_skipped()
@@ -73,7 +66,15 @@ def read_usd(path: Path, options: LoadOptions) -> Scene:
     if not animations and stage.HasAuthoredTimeCodeRange():
         animations = int(stage.GetEndTimeCode() > stage.GetStartTimeCode())
     facts = {"animation_count": animations} if animations else {}
-    return Scene(trimesh_scene=reader.scene, facts=facts, warnings=reader.warnings)
+    # 4. the stage's unit and up axis (UsdGeom's fallbacks: centimetres, +Y); io.load converts
+    up_axis = "z" if UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z else "y"
+    return Scene(
+        trimesh_scene=reader.scene,
+        facts=facts,
+        warnings=reader.warnings,
+        unit=float(UsdGeom.GetStageMetersPerUnit(stage)),
+        up_axis=up_axis,
+    )
 
 
 def layers_outside(path: Path) -> list[str]:
@@ -399,7 +400,10 @@ def _write_stage(scene: Scene, path: Path, textures: Path, options: SaveOptions)
     if path.exists():
         path.unlink()  # CreateNew refuses to replace a file
     stage = Usd.Stage.CreateNew(str(path))
-    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
+    # io.save has put the scene into the unit and up axis this stage declares
+    up_axis = UsdGeom.Tokens.z if scene.up_axis == "z" else UsdGeom.Tokens.y
+    UsdGeom.SetStageUpAxis(stage, up_axis)
+    UsdGeom.SetStageMetersPerUnit(stage, float(scene.unit or 1.0))
     root = UsdGeom.Xform.Define(stage, "/Root")
     stage.SetDefaultPrim(root.GetPrim())
     writer = _StageWriter(stage, scene.trimesh_scene, textures, path.parent, options)
