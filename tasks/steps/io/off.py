@@ -6,6 +6,7 @@ anything is allocated: a corrupt header can claim hundreds of billions of vertic
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tasks.steps.io.common import load_with_trimesh, merged_mesh, read_error
@@ -53,8 +54,11 @@ def _check_header(path: Path) -> tuple[int, int]:
         for line in head.decode("latin-1").splitlines()
         for word in line.split("#", 1)[0].split()
     ]
-    if not words or not words[0].upper().endswith("OFF"):
+    keyword = re.match(r"[A-Z]*OFF", words[0].upper()) if words else None
+    if keyword is None:
         raise read_error(path, "off", "missing 'OFF' header")
+    if keyword.end() < len(words[0]):  # "OFF8 6 12": the count written against the keyword
+        words[:1] = [words[0][: keyword.end()], words[0][keyword.end() :]]
     # counts follow the keyword, on its line or the next
     counts = words[1:4]
     if len(counts) < 2 or not all(word.lstrip("-").isdigit() for word in counts[:2]):
