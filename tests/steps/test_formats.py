@@ -90,7 +90,7 @@ def test_a_malformed_spec_fails_at_once():
     with pytest.raises(ValueError, match="lower case without the dot"):
         FormatSpec("DWG", (".DWG",), "tasks.steps.io.dwg")
     with pytest.raises(ValueError, match="up_axis"):
-        FormatSpec("DWG", ("dwg",), "tasks.steps.io.dwg", up_axis="x")
+        FormatSpec("DWG", ("dwg",), "tasks.steps.io.dwg", up_axis="w")
     with pytest.raises(ValueError, match="unknown content"):
         FormatSpec("DWG", ("dwg",), "tasks.steps.io.dwg", holds=frozenset({"layers"}))
 
