@@ -1,13 +1,16 @@
 """optimize and generate_lods through the service: lighter GLBs that re-open with the counts promised."""
 
+import collections
 import io
 
+import pygltflib
 import pytest
 import trimesh
 
 from conftest import DATA, submit, wait_for
 
 WUSON = DATA / "off" / "Wuson.off"  # 3,732 triangles; its 3,205 vertices sit on 2,117 positions
+AS1 = DATA / "step" / "as1-oc-214.stp"  # 18 placed parts, 5 distinct meshes
 
 
 def run(client, process, file, params=None) -> dict:
@@ -38,7 +41,7 @@ def test_optimize_halves_the_triangles_by_default(client):
     assert triangles_of(client, details["uuid"], "optimized.glb") == result["after"]["triangles"]
     infos = [s["info"] for s in details["steps"]]
     assert any(i.startswith("Repaired") for i in infos)
-    assert any(i.startswith("Merged") for i in infos)
+    assert "Kept 1 mesh(es) on 1 node(s) (no merge asked)" in infos
     assert any(i.startswith("Decimated: 3,732 -> ") for i in infos)
 
 
@@ -56,9 +59,40 @@ def test_optimize_fits_a_broken_mesh_to_a_budget(client):
     assert triangles_of(client, details["uuid"], "s.glb") == result["after"]["triangles"]
 
 
+def glb_parts(client, job_id, name) -> tuple[dict[str, int], list[str]]:
+    """({mesh: nodes showing it}, names of those nodes) of a GLB output, read by pygltflib."""
+    response = client.get(f"/jobs/{job_id}/outputs/{name}")
+    assert response.status_code == 200, response.text
+    document = pygltflib.GLTF2.load_from_bytes(response.content)
+    placed = [node for node in document.nodes if node.mesh is not None]
+    shown = collections.Counter(document.meshes[node.mesh].name for node in placed)
+    return dict(shown), [node.name for node in placed]
+
+
+def test_optimize_keeps_the_parts_of_an_assembly_unless_asked_to_merge(client):
+    kept = run(client, "optimize", AS1)
+    merged = run(client, "optimize", AS1, {"merge": "by_material", "filename": "merged"})
+
+    assert kept["status"] == merged["status"] == "SUCCESS", (kept, merged)
+    # 5 parts placed 18 times: each mesh once, decimated once, at every placement
+    shown, names = glb_parts(client, kept["uuid"], "optimized.glb")
+    assert shown == {"nut": 8, "bolt": 6, "l-bracket": 2, "plate": 1, "rod": 1}
+    assert {"plate", "rod", "nut", "nut_7", "bolt_5", "l-bracket_1"} <= set(names)
+    assert "Kept 5 mesh(es) on 18 node(s) (no merge asked)" in [s["info"] for s in kept["steps"]]
+    # merged: one mesh per material, each placed once, the placements baked in
+    shown, names = glb_parts(client, merged["uuid"], "merged.glb")
+    assert len(shown) < 18 and set(shown.values()) == {1} and "plate" not in names
+    assert merged["result"]["before"] == kept["result"]["before"]
+    assert any(s["info"].startswith("Merged (by_material) into") for s in merged["steps"])
+
+
 @pytest.mark.parametrize(
     "params,expected",
     [
+        (
+            {"merge": "yes"},
+            "params.merge: Input should be 'none', 'by_material' or 'all' (got 'yes')",
+        ),
         (
             {"ratio": 0.5, "triangles": 100},
             "params: give only one of ratio, triangles, error; got ratio, triangles",

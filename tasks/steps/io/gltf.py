@@ -3,8 +3,12 @@
 Reading is trimesh's, after this module checked the container and decoded what
 trimesh cannot: EXT_meshopt_compression buffers (meshoptimizer's decoder). Draco
 (KHR_draco_mesh_compression) is decoded by trimesh through DracoPy. KTX2/Basis
-textures are skipped with a warning. Writing a .gltf splits trimesh's GLB into a
-JSON file, one .bin and one image file per texture, as tools expect to find them.
+textures (KHR_texture_basisu) are transcoded to RGBA with Binomial's basis_universal
+(the `opengl_basisu` package) and handed to trimesh as PNG, so every map survives;
+one that cannot be decoded is skipped with a warning. trimesh keeps no texture
+transforms (KHR_texture_transform), so those are named in the warnings. Writing a
+.gltf splits trimesh's GLB into a JSON file, one .bin and one image file per texture,
+as tools expect to find them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ _GLB_MAGIC = b"glTF"
 _CHUNK_JSON = 0x4E4F534A
 _CHUNK_BIN = 0x004E4942
 _MESHOPT = "EXT_meshopt_compression"
+_BASISU = "KHR_texture_basisu"
 # extensions whose data this reader turns into plain glTF before trimesh sees it
 _DECODED_HERE = {_MESHOPT}
 _IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
@@ -43,8 +48,10 @@ def read_gltf(path: Path, options: LoadOptions) -> Scene:
     # 1. open the container ourselves: clear errors for bad headers and missing buffers
     document, binary = _read_container(path, extension)
     _check_buffers(document, path, extension)
-    # 2. drop what trimesh cannot show, saying so
+    # 2. decode KTX2 textures, drop what trimesh cannot show, saying so
+    transcoded = _transcode_ktx2(document, binary, path, warnings)
     _skip_unreadable_images(document, path, warnings)
+    _warn_texture_transforms(document, warnings)
     # 3. decode meshopt buffers and quantized attributes (trimesh reads neither)
     decoded = False
     if _MESHOPT in document.get("extensionsUsed", []) or _normalized_attributes(document):
@@ -53,7 +60,7 @@ def read_gltf(path: Path, options: LoadOptions) -> Scene:
         decoded = True
     # 4. hand trimesh a plain GLB (or the untouched file)
     resolver = LenientResolver(str(path))
-    if decoded or warnings:
+    if decoded or transcoded or warnings:
         loaded = trimesh.load_scene(
             io.BytesIO(pack_glb(document, binary)), file_type="glb", resolver=resolver
         )
@@ -189,25 +196,121 @@ def _is_meshopt_fallback(buffer: dict) -> bool:
 
 
 def _skip_unreadable_images(document: dict, path: Path, warnings: list[str]) -> None:
-    """Turn KTX2 and missing texture images into warnings; trimesh would drop them silently."""
-    ktx2, missing = [], []
+    """Turn missing texture images into warnings; trimesh would drop them silently (KTX2
+    images that could not be decoded were reported by `_transcode_ktx2`)."""
+    missing = []
     for image in document.get("images", []):
         uri = image.get("uri", "")
-        if image.get("mimeType") == "image/ktx2" or uri.lower().endswith(".ktx2"):
-            ktx2.append(image.get("name") or uri or "embedded")
-        elif uri and not uri.startswith("data:") and find_file(path.parent, uri) is None:
+        if _is_ktx2(image):
+            continue
+        if uri and not uri.startswith("data:") and find_file(path.parent, uri) is None:
             missing.append(uri)
-    if ktx2:
-        warnings.append(
-            f"skipped {len(ktx2)} KTX2/Basis texture(s) ({', '.join(ktx2[:3])}): "
-            "KTX2 decoding is not supported; materials keep their base colour"
-        )
     if missing:
         warnings.append(f"skipped {len(missing)} missing texture file(s): {', '.join(missing[:3])}")
         # an image without a source makes trimesh drop it instead of failing
         for image in document.get("images", []):
             if image.get("uri") in missing:
                 image.pop("uri")
+
+
+def _transcode_ktx2(document: dict, binary: bytes, path: Path, warnings: list[str]) -> int:
+    """Replace every KTX2/Basis image by the same pixels as a PNG data URI and point each
+    KHR_texture_basisu texture at it; returns how many images were transcoded. An image
+    that fails stays KTX2 (trimesh then skips it) and is named in the warnings."""
+    images = document.get("images", [])
+    ktx2 = [index for index, image in enumerate(images) if _is_ktx2(image)]
+    if not ktx2:
+        return 0
+    try:
+        import opengl_basisu
+    except ImportError:
+        warnings.append(
+            f"skipped {len(ktx2)} KTX2/Basis texture(s): the opengl-basisu package is not"
+            " installed; materials keep their base colour"
+        )
+        return 0
+    from PIL import Image
+
+    failed: list[str] = []
+    for index in ktx2:
+        image = images[index]
+        try:
+            data = _image_bytes(document, binary, image, path)
+            texture = opengl_basisu.open(data)
+            pixels = texture.transcode("rgba8", level=0).data
+        except Exception as exc:  # BasisuError, a missing file, a bad bufferView
+            failed.append(f"{image.get('name') or image.get('uri') or index} ({exc})")
+            continue
+        encoded = io.BytesIO()
+        # fast compression: the PNG only carries the pixels to trimesh
+        Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(
+            encoded, format="PNG", compress_level=1
+        )
+        image.pop("bufferView", None)
+        image["mimeType"] = "image/png"
+        image["uri"] = "data:image/png;base64," + base64.b64encode(encoded.getvalue()).decode()
+    done = {index for index in ktx2 if not _is_ktx2(images[index])}
+    for texture in document.get("textures", []):
+        source = texture.get("extensions", {}).get(_BASISU, {}).get("source")
+        if source in done:
+            texture["source"] = source
+            texture["extensions"].pop(_BASISU)
+            if not texture["extensions"]:
+                texture.pop("extensions")
+    if len(done) == len(ktx2):
+        for key in ("extensionsUsed", "extensionsRequired"):
+            names = [name for name in document.get(key, []) if name != _BASISU]
+            if names:
+                document[key] = names
+            else:
+                document.pop(key, None)
+    if failed:
+        warnings.append(
+            f"skipped {len(failed)} KTX2/Basis texture(s) that could not be decoded: "
+            + ", ".join(failed[:3])
+            + "; materials keep their base colour"
+        )
+    logger.debug("transcoded %d of %d KTX2 textures", len(done), len(ktx2))
+    return len(done)
+
+
+def _is_ktx2(image: dict) -> bool:
+    return image.get("mimeType") == "image/ktx2" or image.get("uri", "").lower().endswith(".ktx2")
+
+
+def _image_bytes(document: dict, binary: bytes, image: dict, path: Path) -> bytes:
+    if "bufferView" in image:
+        view = document["bufferViews"][image["bufferView"]]
+        return _view_bytes(view, _buffer_data(document, binary, view.get("buffer", 0), path))
+    uri = image.get("uri", "")
+    if uri.startswith("data:"):
+        return base64.b64decode(uri.split(",", 1)[1])
+    found = find_file(path.parent, uri)
+    if found is None:
+        raise FileNotFoundError(f"'{uri}' is missing")
+    return found.read_bytes()
+
+
+def _warn_texture_transforms(document: dict, warnings: list[str]) -> None:
+    """trimesh reads texture references without KHR_texture_transform: say what is lost."""
+    count = 0
+    for material in document.get("materials", []):
+        references = [material.get(key) for key in _MATERIAL_TEXTURES]
+        references += list(material.get("pbrMetallicRoughness", {}).values())
+        count += sum(
+            1
+            for reference in references
+            if isinstance(reference, dict)
+            and "KHR_texture_transform" in reference.get("extensions", {})
+        )
+    if count:
+        warnings.append(
+            f"dropped {count} texture transform(s) (KHR_texture_transform): textures are"
+            " read untransformed"
+        )
+
+
+_MATERIAL_TEXTURES = ("normalTexture", "occlusionTexture", "emissiveTexture")
 
 
 def _buffer_data(document: dict, binary: bytes, index: int, path: Path) -> bytes:
