@@ -102,6 +102,7 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
     if not scene.trimesh_scene.geometry:
         raise write_error(path, extension, "the scene has no geometry")
     # 2. into the target's unit and up axis (a copy: the caller's scene stays in metres)
+    original = scene
     unit, up_axis = output_frame(scene, extension, options)
     if (scene.unit or 1.0, scene.up_axis or "y") != (unit, up_axis):
         scene = to_frame(_framed(scene.copy()), unit, up_axis)
@@ -114,6 +115,15 @@ def save(scene: Scene, path: Path | str, options: SaveOptions | None = None) -> 
         raise
     except (Exception, MemoryError) as exc:
         raise write_error(path, extension, describe(exc)) from exc
+    # 4. what the writer said it left out, and what the format cannot hold at all
+    if scene is not original:
+        original.warnings.extend(scene.warnings[len(original.warnings) :])
+    from tasks.steps.io.common import unkept_content
+
+    spec = format_spec(extension)
+    for warning in unkept_content(original, spec.name, spec.holds) if spec else []:
+        if warning not in original.warnings:  # a scene saved twice says it once
+            original.warnings.append(warning)
     logger.debug(
         "wrote %s (%d files) in %.2fs", path.name, len(written), time.perf_counter() - started
     )

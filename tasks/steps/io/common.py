@@ -179,6 +179,47 @@ def material_colour(geometry) -> np.ndarray:
     return np.array([0.8, 0.8, 0.8, 1.0])
 
 
+def unkept_content(scene: Scene, format_name: str, holds: frozenset[str]) -> list[str]:
+    """Warnings naming what the scene has that a format cannot hold (`FormatSpec.holds`):
+    ``STL keeps no materials: 5 material(s) left out``. Empty when nothing is lost."""
+    ts = scene.trimesh_scene
+    placed = [ts.graph[node][1] for node in ts.graph.nodes_geometry]
+    used = [ts.geometry[name] for name in dict.fromkeys(placed)]
+    materials, images = set(), set()
+    for geometry in used:
+        material = getattr(getattr(geometry, "visual", None), "material", None)
+        if material is None or getattr(geometry.visual, "kind", None) != "texture":
+            continue
+        materials.add(id(material))
+        for key in _MAPS:
+            image = getattr(material, key, None)
+            if image is not None:
+                images.add(id(image))
+    found = {
+        "materials": (len(materials), "material(s)"),
+        "textures": (len(images), "texture image(s)"),
+        "instances": (len(placed) - len(used), "repeated placement(s) written as copies"),
+        "points": (sum(isinstance(g, trimesh.PointCloud) for g in used), "point cloud(s)"),
+    }
+    return [
+        f"{format_name} keeps no {kind}: {count} {what} left out"
+        if kind != "instances"
+        else f"{format_name} keeps no instances: {count} {what}"
+        for kind, (count, what) in found.items()
+        if count and kind not in holds
+    ]
+
+
+_MAPS = (
+    "baseColorTexture",
+    "metallicRoughnessTexture",
+    "normalTexture",
+    "occlusionTexture",
+    "emissiveTexture",
+    "image",
+)
+
+
 def merged_mesh(scene: Scene, path: Path, extension: str) -> trimesh.Trimesh:
     """Every placed mesh in world coordinates as one Trimesh, for single-mesh formats (STL,
     OFF, PLY). Point clouds are left out; WriteError if no triangles remain."""

@@ -105,8 +105,37 @@ def write_3mf(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
     """Write the scene's meshes and transforms as a .3mf package."""
     from trimesh.exchange.threemf import export_3MF
 
-    path.write_bytes(export_3MF(scene.trimesh_scene))
+    path.write_bytes(export_3MF(_distinct_names(scene.trimesh_scene)))
     return [path]
+
+
+def _distinct_names(trimesh_scene):
+    """The scene with no mesh named like a node: trimesh 5.2 gives a node and a mesh of
+    the same name one object id, and writes a package whose object contains itself."""
+    clashing = set(trimesh_scene.geometry) & set(trimesh_scene.graph.nodes)
+    if not clashing:
+        return trimesh_scene
+    copied = trimesh_scene.copy()
+    taken = set(copied.geometry) | set(copied.graph.nodes)
+    renamed = {}
+    for name in clashing:
+        new = f"{name}_mesh"
+        while new in taken:
+            new += "_"
+        taken.add(new)
+        renamed[name] = new
+        copied.geometry[new] = copied.geometry.pop(name)
+    edges = copied.graph.transforms
+    for data in edges.edge_data.values():
+        if data.get("geometry") in renamed:
+            data["geometry"] = renamed[data["geometry"]]
+    for data in edges.node_data.values():
+        if data.get("geometry") in renamed:
+            data["geometry"] = renamed[data["geometry"]]
+    edges._hash = None
+    copied.graph._cache.clear()
+    copied._cache.clear()
+    return copied
 
 
 class _Package:
