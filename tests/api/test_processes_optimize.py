@@ -40,9 +40,10 @@ def test_optimize_halves_the_triangles_by_default(client):
     assert result["after"]["vertices"] < 2117
     assert triangles_of(client, details["uuid"], "optimized.glb") == result["after"]["triangles"]
     infos = [s["info"] for s in details["steps"]]
-    assert any(i.startswith("Repaired") for i in infos)
-    assert "Kept 1 mesh(es) on 1 node(s) (no merge asked)" in infos
-    assert any(i.startswith("Decimated: 3,732 -> ") for i in infos)
+    assert any(i.startswith("repair: 3,732 -> ") for i in infos), infos
+    assert not any(i.startswith("merge") for i in infos)  # no merge asked
+    assert any(i.startswith("decimate: ") for i in infos), infos
+    assert [record["step"] for record in result["steps"]] == ["repair", "decimate"]
 
 
 def test_optimize_fits_a_broken_mesh_to_a_budget(client):
@@ -78,12 +79,13 @@ def test_optimize_keeps_the_parts_of_an_assembly_unless_asked_to_merge(client):
     shown, names = glb_parts(client, kept["uuid"], "optimized.glb")
     assert shown == {"nut": 8, "bolt": 6, "l-bracket": 2, "plate": 1, "rod": 1}
     assert {"plate", "rod", "nut", "nut_7", "bolt_5", "l-bracket_1"} <= set(names)
-    assert "Kept 5 mesh(es) on 18 node(s) (no merge asked)" in [s["info"] for s in kept["steps"]]
+    assert [record["step"] for record in kept["result"]["steps"]] == ["repair", "decimate"]
+    assert kept["result"]["steps"][-1]["meshes"] == [5, 5]
     # merged: one mesh per material, each placed once, the placements baked in
     shown, names = glb_parts(client, merged["uuid"], "merged.glb")
     assert len(shown) < 18 and set(shown.values()) == {1} and "plate" not in names
     assert merged["result"]["before"] == kept["result"]["before"]
-    assert any(s["info"].startswith("Merged (by_material) into") for s in merged["steps"])
+    assert any(s["info"].startswith("merge: ") for s in merged["steps"])
 
 
 @pytest.mark.parametrize(
@@ -100,10 +102,72 @@ def test_optimize_keeps_the_parts_of_an_assembly_unless_asked_to_merge(client):
         ({"ratio": 0}, "params.ratio: Input should be greater than 0 (got 0)"),
         ({"triangles": "many"}, "params.triangles: Input should be a valid integer (got 'many')"),
         ({"error": 2}, "params.error: Input should be less than or equal to 1 (got 2)"),
+        (
+            {"steps": [{"step": "sharpen"}]},
+            "params.steps.0: Input tag 'sharpen' found using 'step' does not match any of the"
+            " expected tags: 'repair', 'merge', 'decimate' (got {'step': 'sharpen'})",
+        ),
+        (
+            {"steps": [{"step": "decimate", "ratio": 0.5, "speed": 3}]},
+            "params.steps.0.decimate.speed: Extra inputs are not permitted (got 3)",
+        ),
+        (
+            {"steps": [{"step": "repair"}], "preset": "web"},
+            "params: give steps or preset, not both",
+        ),
+        (
+            {"steps": [{"step": "repair"}], "ratio": 0.2},
+            "params: ratio cannot go with steps or preset: make them steps",
+        ),
+        (
+            {"preset": "print"},
+            "params.preset: Input should be 'web', 'ar' or 'preview' (got 'print')",
+        ),
     ],
 )
 def test_optimize_refuses_bad_targets_at_submit(client, params, expected):
     assert submit(client, "optimize", file=WUSON, params=params, expect=400) == expected
+
+
+def test_a_steps_pipeline_runs_each_step_in_order_with_its_own_record(client):
+    steps = [
+        {"step": "repair", "fill_holes": False},
+        {"step": "decimate", "ratio": 0.5},
+        {"step": "merge", "mode": "all"},
+    ]
+    details = run(client, "optimize", AS1, {"steps": steps})
+
+    assert details["status"] == "SUCCESS", details
+    records = details["result"]["steps"]
+    assert [record["step"] for record in records] == ["repair", "decimate", "merge"]
+    infos = [s["info"].split(":")[0] for s in details["steps"]]
+    assert [i for i in infos if i in ("repair", "decimate", "merge")] == [
+        "repair",
+        "decimate",
+        "merge",
+    ]
+    repair, decimate, merge = records
+    assert repair["triangles"] == [6544, 6544] and repair["parts"] == [18, 18]
+    assert "deviation" not in repair  # repair moves no surface beyond its weld tolerance
+    assert decimate["triangles"][1] < 0.6 * 6544 and decimate["meshes"] == [5, 5]
+    assert decimate["geometry_bytes"][1] < decimate["geometry_bytes"][0]
+    # the deviation decimation caused, in metres, on a 0.26 m assembly: small, not zero
+    assert 0 < decimate["deviation"] < 0.01 and decimate["deviation_kind"] == "symmetric"
+    # merging moves nothing, but bakes the instances into one mesh
+    assert merge["parts"] == [18, 1] and "deviation" not in merge
+    assert merge["geometry_bytes"][1] > merge["geometry_bytes"][0]
+    shown, _ = glb_parts(client, details["uuid"], "optimized.glb")
+    assert len(shown) == 1
+
+
+def test_the_web_preset_keeps_the_named_parts(client):
+    details = run(client, "optimize", AS1, {"preset": "web", "filename": "web"})
+
+    assert details["status"] == "SUCCESS", details
+    assert [record["step"] for record in details["result"]["steps"]] == ["repair", "decimate"]
+    assert "target" not in details["result"]
+    shown, names = glb_parts(client, details["uuid"], "web.glb")
+    assert sum(shown.values()) == 18 and len(shown) == 5 and "plate" in names
 
 
 def test_lods_are_parallel_children_with_decreasing_triangles(client):
