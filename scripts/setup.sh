@@ -3,11 +3,13 @@
 # the EGL/OpenGL libraries for CPU thumbnail rendering (apt), and .venv at the
 # repository root with the project installed. Idempotent: re-running is quick.
 #   scripts/setup.sh          service only
-#   scripts/setup.sh test     service + test tools
+#   scripts/setup.sh test     service + test tools (and chromium, for tests/ui)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1)
+# test mode: the web console's browser tests (tests/ui) drive Debian's chromium
+[ "${1:-}" = "test" ] && APT_PACKAGES+=(chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -31,3 +33,11 @@ echo "Installing the project into .venv (first time: 3-10 minutes, downloads inc
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import serve_app, tasks, ray, trimesh" || { echo "setup failed: the project does not import" >&2; exit 1; }
+
+# test mode: gltf-transform (Khronos' glTF-Validator inside) reopens the web-packaged GLBs
+# in tests/steps/test_web_glb.py; installed into .tools/, which git ignores
+if [ "${1:-}" = "test" ] && [ ! -x .tools/node_modules/.bin/gltf-transform ]; then
+  command -v npm >/dev/null || { echo "setup failed: the tests need npm (apt install npm)" >&2; exit 1; }
+  echo "Installing @gltf-transform/cli into .tools/ (npm)"
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error @gltf-transform/cli@4.5.1 >/dev/null
+fi

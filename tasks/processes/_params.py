@@ -18,7 +18,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 _STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+-]{0,99}")
 
@@ -82,6 +91,88 @@ LengthUnit = Literal["um", "mm", "cm", "dm", "m", "km", "in", "ft", "yd"]
 """A length unit by its symbol; `tasks.steps.units.UNITS` gives each one in metres."""
 
 
+TessellationPreset = Literal["low", "medium", "high", "very_high"]
+"""`tasks.steps.tessellate.PRESETS` by name, coarsest first."""
+
+
+class TessellationParams(BaseModel):
+    """Explicit CAD tessellation tolerances; a field left out takes the preset's value."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    preset: TessellationPreset = Field(
+        "medium", description="The preset that fills every tolerance not given here"
+    )
+    max_sag: float | None = Field(
+        None,
+        gt=0,
+        description="Largest distance between a triangle and the exact surface, in"
+        " millimetres (OCCT reads CAD in mm); instead of the preset's, for every part",
+    )
+    relative_sag: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Largest distance between a triangle and the exact surface as a fraction"
+        " of the model's bounding-box diagonal (0.001: 1 mm on a 1 m model)",
+    )
+    max_angle: float | None = Field(
+        None,
+        gt=0,
+        le=90,
+        description="Largest angle in degrees between the normals of neighbouring triangles on"
+        " curved faces",
+    )
+    normals: bool = Field(True, description="Write each vertex's exact surface normal")
+    uvs: bool = Field(
+        False, description="Texture coordinates from each face's surface parameters, in [0, 1]"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_limits(cls, value):
+        if isinstance(value, dict) and "max_length" in value:
+            raise ValueError(
+                "max_length is not supported: OCCT's mesher (BRepMesh) has no largest edge"
+                " length; use max_sag or max_angle"
+            )
+        if isinstance(value, dict) and value.get("max_sag") and value.get("relative_sag"):
+            raise ValueError("give max_sag or relative_sag, not both")
+        return value
+
+    def options(self):
+        """The `TessellateOptions` these tolerances ask for."""
+        from tasks.steps.tessellate import TessellateOptions
+
+        return TessellateOptions(
+            preset=self.preset,
+            max_sag=self.max_sag,
+            relative_sag=self.relative_sag,
+            max_angle=self.max_angle,
+            normals=self.normals,
+            uvs=self.uvs,
+        )
+
+
+Tessellation = Annotated[
+    Annotated[TessellationPreset, Tag("preset")] | Annotated[TessellationParams, Tag("tolerances")],
+    Discriminator(lambda value: "preset" if isinstance(value, str) else "tolerances"),
+    Field(
+        description="How CAD B-reps (STEP, IGES, BREP) become triangles: a preset (`low`,"
+        " `medium`, `high`, `very_high`, each about twice the triangles of the one before) or"
+        ' `{"max_sag": 0.05, "max_angle": 15, ...}`; other formats ignore it'
+    ),
+]
+"""A preset name or `TessellationParams`; `tessellate_options` turns either into options."""
+
+
+def tessellate_options(value: str | TessellationParams):
+    """`TessellateOptions` for a `Tessellation` param."""
+    from tasks.steps.tessellate import TessellateOptions
+
+    return TessellateOptions(value) if isinstance(value, str) else value.options()
+
+
 class ModelParams(ProcessParams):
     """Base of the processes that read an uploaded model: what its coordinates mean."""
 
@@ -96,6 +187,18 @@ class ModelParams(ProcessParams):
         description="The file's up axis, overriding what it declares; auto: the file's own,"
         " else Z for CAD, STL and 3MF and Y for the rest. Outputs are turned +Y up for glTF",
     )
+    tessellation: Tessellation = "medium"
+    max_points: int | None = Field(
+        None,
+        ge=1,
+        description="Keep at most this many points of a point cloud (E57, LAS/LAZ, PTS, XYZ),"
+        " chosen while the file is streamed; default: every point",
+    )
+    subsample: Literal["random", "voxel"] = Field(
+        "random",
+        description="How `max_points` are chosen: `random` (uniformly, density as scanned) or"
+        " `voxel` (one point per grid cell: even spacing, at most `max_points`)",
+    )
 
     def load_options(self):
         """The `LoadOptions` these params ask for."""
@@ -105,6 +208,9 @@ class ModelParams(ProcessParams):
         return LoadOptions(
             input_unit=UNITS[self.input_unit] if self.input_unit else None,
             up_axis=None if self.up_axis == "auto" else self.up_axis,
+            tessellation=tessellate_options(self.tessellation),
+            max_points=self.max_points,
+            subsample=self.subsample,
         )
 
 
@@ -128,6 +234,53 @@ MergeMode = Annotated[
     ),
 ]
 """`tasks.steps.merge.MergeOptions.mode`, or `none` to skip merging."""
+
+
+Compression = Annotated[
+    Literal["none", "meshopt", "draco"],
+    Field(
+        description="glTF geometry compression: `meshopt` (EXT_meshopt_compression, with"
+        " KHR_mesh_quantization: about 4-8x smaller, fast to decode) or `draco`"
+        " (KHR_draco_mesh_compression); other formats ignore it"
+    ),
+]
+"""`SaveOptions.compression`."""
+
+MaxTextureSize = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=16384,
+        description="glTF textures larger than this many pixels on their long side are"
+        " downscaled, aspect kept; default: as they are",
+    ),
+]
+"""`SaveOptions.max_texture_size`."""
+
+TextureFormat = Annotated[
+    Literal["keep", "webp", "ktx2"],
+    Field(
+        description="glTF texture encoding: `keep`, `webp` (EXT_texture_webp) or `ktx2`"
+        " (KHR_texture_basisu, stays compressed on the GPU)"
+    ),
+]
+"""`SaveOptions.texture_format`."""
+
+
+class WebPackagingParams(ProcessParams):
+    """The web-packaging fields of a process that writes glTF (mix into its `Params`)."""
+
+    compression: Compression = "none"
+    max_texture_size: MaxTextureSize = None
+    texture_format: TextureFormat = "keep"
+
+    def web_save_options(self) -> dict:
+        """The `SaveOptions` keywords these params ask for."""
+        return {
+            "compression": self.compression,
+            "max_texture_size": self.max_texture_size,
+            "texture_format": self.texture_format,
+        }
 
 
 def params_text(schema: dict | None) -> str:

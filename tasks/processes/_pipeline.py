@@ -112,13 +112,90 @@ class DecimateStep(_Step):
         return decimate(scene, options)
 
 
+class RemoveHiddenStep(_Step):
+    """Remove what no outside viewpoint sees: internal bolts, hidden faces."""
+
+    step: Literal["remove_hidden"]
+    deviation_kind: ClassVar[str | None] = "one_sided"
+    level: Literal["part", "mesh", "triangle"] = Field(
+        "part",
+        description="`part`: placed parts never seen; `mesh`: meshes none of whose placements"
+        " is seen; `triangle`: parts, then unseen triangles",
+    )
+    precision: int = Field(256, ge=16, le=4096, description="ID buffer side in pixels")
+    views: int = Field(64, ge=1, le=4096, description="Viewing directions on a sphere")
+    interior_points: list[Annotated[list[float], Field(min_length=3, max_length=3)]] = Field(
+        [],
+        max_length=64,
+        description="World points (metres, +Y up) to also look out from, for cavities",
+    )
+    min_pixels: int = Field(1, ge=1, le=1_000_000, description="Pixels that count as seen")
+    backend: Literal["auto", "gl", "embree"] = Field(
+        "auto", description="`gl` ID buffers, `embree` ray casting, `auto`: GL on a GPU"
+    )
+
+    def run(self, scene, report: dict):
+        from tasks.steps.remove_hidden import RemoveHiddenOptions, remove_hidden
+
+        options = RemoveHiddenOptions(
+            level=self.level,
+            precision=self.precision,
+            views=self.views,
+            interior_points=tuple(tuple(point) for point in self.interior_points),
+            min_pixels=self.min_pixels,
+            backend=self.backend,
+        )
+        return remove_hidden(scene, options, report)
+
+
+class FindInstancesStep(_Step):
+    """Make copies of a mesh (bolts, screws) one mesh placed at each copy."""
+
+    step: Literal["find_instances"]
+    deviation_kind: ClassVar[str | None] = None
+    tolerance: float = Field(
+        1e-4, gt=0, le=0.01, description="Vertex distance allowed, a fraction of the part's size"
+    )
+    max_candidates: int = Field(64, ge=1, le=4096, description="Poses tried per pair")
+
+    def run(self, scene, report: dict):
+        from tasks.steps.find_instances import FindInstancesOptions, find_instances
+
+        options = FindInstancesOptions(tolerance=self.tolerance, max_candidates=self.max_candidates)
+        return find_instances(scene, options, report)
+
+
+class GenerateUvsStep(_Step):
+    """Unwrap meshes that have no texture coordinates (xatlas)."""
+
+    step: Literal["generate_uvs"]
+    deviation_kind: ClassVar[str | None] = None
+    overwrite: bool = Field(False, description="Also replace the UVs meshes already have")
+    resolution: int = Field(1024, ge=64, le=16384, description="Atlas size in texels")
+    padding: int = Field(2, ge=0, le=64, description="Texels between charts")
+    texels_per_unit: float | None = Field(
+        None, gt=0, le=1e6, description="Texel density per metre; default: fill the atlas"
+    )
+
+    def run(self, scene, report: dict):
+        from tasks.steps.generate_uvs import GenerateUvsOptions, generate_uvs
+
+        options = GenerateUvsOptions(
+            overwrite=self.overwrite,
+            resolution=self.resolution,
+            padding=self.padding,
+            texels_per_unit=self.texels_per_unit,
+        )
+        return generate_uvs(scene, options, report)
+
+
 PipelineStep = Annotated[
-    RepairStep | MergeStep | DecimateStep,
+    RepairStep | RemoveHiddenStep | FindInstancesStep | MergeStep | DecimateStep | GenerateUvsStep,
     Field(discriminator="step"),
 ]
 """One item of ``params.steps``: the ``step`` key picks the model."""
 
-STEP_NAMES = ("repair", "merge", "decimate")
+STEP_NAMES = ("repair", "remove_hidden", "find_instances", "merge", "decimate", "generate_uvs")
 
 PRESETS: dict[str, list[dict[str, Any]]] = {
     # a quick look: light, few draw calls
@@ -126,20 +203,30 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"step": "decimate", "ratio": 0.25},
         {"step": "merge", "mode": "by_material"},
     ],
-    # the web: clean, light, the parts kept for picking
+    # the web: clean, nothing hidden, copies shared, light, the parts kept for picking
     "web": [
         {"step": "repair"},
+        {"step": "remove_hidden", "level": "part"},
+        {"step": "find_instances"},
         {"step": "decimate", "error": 0.001},
     ],
     # AR viewers: a firm triangle budget, few draw calls
     "ar": [
         {"step": "repair"},
+        {"step": "remove_hidden", "level": "part"},
         {"step": "decimate", "triangles": 100_000, "error": 0.002},
         {"step": "merge", "mode": "by_material"},
     ],
 }
 """``params.preset``: named step lists (the expected result on as1-oc-214.stp is in
 `optimize`'s docstring)."""
+
+
+PRESET_OUTPUTS: dict[str, dict[str, Any]] = {
+    "web": {"compression": "meshopt", "max_texture_size": 2048, "texture_format": "webp"},
+    "ar": {"max_texture_size": 2048},
+}
+"""How each preset writes a glTF output (`SaveOptions` keywords), unless the job says."""
 
 
 def run_step(step: _Step, scene, deviation_samples: int = 5_000):
@@ -246,4 +333,4 @@ def _deviation(reference: dict, scene, kind: str, samples: int) -> float | None:
     return worst
 
 
-__all__ = ["PRESETS", "STEP_NAMES", "PipelineStep", "describe_record", "run_step"]
+__all__ = ["PRESET_OUTPUTS", "PRESETS", "STEP_NAMES", "PipelineStep", "describe_record", "run_step"]

@@ -59,10 +59,11 @@ def frames(scene, extension: str, options=None) -> dict:
 
 def describe_scene(scene) -> str:
     """``as1-oc-214.stp (STEP): 18 part(s), 6,544 triangles``, for progress steps."""
-    from tasks.steps.io.common import format_name
+    from tasks.steps.io.common import format_name, geometry_counts
 
     parts = len(scene.trimesh_scene.graph.nodes_geometry)
+    _, points = geometry_counts(scene.trimesh_scene)
     return (
         f"{scene.source_name} ({format_name(scene.source_format)}): "
         f"{parts:,} part(s), {scene.triangle_count:,} triangles"
-    )
+    ) + (f", {points:,} points" if points else "")

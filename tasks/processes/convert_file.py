@@ -6,13 +6,20 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tasks.processes._params import ModelParams, OutputExtension, OutputStem, OutputUnit
+from tasks.processes._params import (
+    ModelParams,
+    OutputExtension,
+    OutputStem,
+    OutputUnit,
+    WebPackagingParams,
+)
 
 
-class Params(ModelParams):
+class Params(ModelParams, WebPackagingParams):
     extension: OutputExtension = Field(
         "glb",
-        description="Output format: 3mf, fbx, glb, gltf, obj, off, ply, stl, usd, usda, usdc, usdz"
+        description="Output format: 3mf, fbx, glb, gltf, las, laz, obj, off, ply, stl, usd, usda,"
+        " usdc, usdz"
         " (with or without the dot, any case); FBX needs a Blender runtime on the server",
     )
     filename: OutputStem = Field(
@@ -28,8 +35,9 @@ def main(pc, params):
     """Convert the uploaded model to another format.
 
     Send the model as the `file` field (an archive is unpacked and its root model
-    opened: a .zip of an OBJ with its .mtl and textures works). Readable: 3mf, brep,
-    dae, fbx, glb, gltf, iges/igs, obj, off, ply, step/stp, stl, usd/usda/usdc/usdz, zae.
+    opened: a .zip of an OBJ with its .mtl and textures works). Readable: 3dm, 3mf, brep,
+    dae, fbx, glb, gltf, ifc, iges/igs, obj, off, ply, step/stp, stl, usd/usda/usdc/usdz,
+    zae.
 
     Result: `{"output": "<filename>.<extension>", "files": [every file written],
     "triangles": <placed triangle count>, "source_unit": {"unit": "mm",
@@ -38,6 +46,8 @@ def main(pc, params):
     3MF in millimetres; OBJ, STL, PLY and OFF keep the source's unit and up axis unless
     `output_unit` names another unit; USD declares its unit and is +Y up. `files` lists the side files of multi-file formats: `.gltf` comes
     with a `.bin` and one image per texture, `.obj` with an `.mtl` and its images.
+    For the web, glTF outputs take `compression` (`meshopt`, `draco`), `max_texture_size`
+    and `texture_format` (`webp`, `ktx2`).
     """
     from tasks.processes._shared import describe_scene, frames, load_input
     from tasks.steps.io import SaveOptions, save
@@ -55,6 +65,7 @@ def main(pc, params):
     options = SaveOptions(
         blender_executable=pc.get("blender_executable") or None,
         output_unit=UNITS[p.output_unit] if p.output_unit else None,
+        **p.web_save_options(),
     )
     written = save(scene, pc.get_output_dir(f"{stem}.{extension}"), options)
     files = [Path(p).relative_to(output_dir).as_posix() for p in written]

@@ -20,7 +20,7 @@ class Params(ModelParams):
         min_length=1,
         max_length=MAX_LODS,
         description="Share of the triangles each level keeps, strictly decreasing; 1 keeps the"
-        " model as it is (repaired)",
+        " model as it is (repaired). CAD levels are tessellated afresh from the B-rep",
     )
 
     @field_validator("ratios")
@@ -35,14 +35,21 @@ def main(pc, params):
     """Write levels of detail of the uploaded model: `lod0.glb` (the finest) to `lodN.glb`.
 
     Send the model as the `file` field (any format `convert_file` reads; an archive
-    is unpacked and its root model opened). Each level is decimated from the model
-    as read, in its own child task (listed in the job's `children`), all at once.
+    is unpacked and its root model opened). A mesh's levels are decimated from the model
+    as read; a CAD model's (STEP, IGES, BREP) are tessellated afresh from its B-rep with
+    a coarser sag, all in the one read, and decimated further only where that still
+    leaves more than the ratio's share of triangles (planar faces cannot get lighter).
+    Each level is finished in its own child task (listed in the job's `children`), all
+    at once.
 
     Outputs: `lod0.glb` ... `lod<N-1>.glb`, one per ratio, in the order given.
 
-    Result: `{"lods": [{"file": "lod0.glb", "ratio": 1.0, "triangles": <count>},
-    ...], "triangles": <count as read>}`.
+    Result: `{"lods": [{"file": "lod0.glb", "ratio": 1.0, "triangles": <count>,
+    "method": "as read"}, ...], "triangles": <count as read>}`; `method` is `as read`,
+    `decimated`, `tessellated` or `tessellated and decimated`.
     """
+    from dataclasses import replace
+
     import ray
 
     from tasks.processes._shared import describe_scene, load_input
@@ -51,27 +58,61 @@ def main(pc, params):
     ratios = p.ratios
     pc.progress_set_total(3)
 
-    scene = load_input(pc.get_input_file(), p.load_options())
+    # a CAD reader meshes the B-rep again for each coarser level; mesh readers ignore it
+    options = p.load_options()
+    fine = options.tessellation
+    coarser = tuple(replace(fine, coarsen=fine.coarsen / r) for r in ratios if r < 1)
+    scene = load_input(pc.get_input_file(), replace(options, lod_tessellations=coarser))
     pc.progress_next(f"Read {describe_scene(scene)}")
 
-    # one copy in the object store, shared by every child
-    shared = ray.put(scene)
+    # one copy of each starting scene in the object store, shared by its children
+    plan = level_plan(scene, ratios)
+    shared = {id(start): ray.put(start) for start, _, _ in plan}
     refs = [
-        pc.tasks.submit(make_lod, shared, ratio, info=f"LOD {index}: ratio {ratio:g}")
-        for index, ratio in enumerate(ratios)
+        pc.tasks.submit(
+            make_lod, shared[id(start)], ratio, info=f"LOD {index}: ratio {ratios[index]:g}"
+        )
+        for index, (start, ratio, _) in enumerate(plan)
     ]
     lods = pc.tasks.gather(refs)
-    pc.progress_next(
-        "Decimated " + ", ".join(f"{lod['triangles']:,}" for lod in lods) + " triangles"
-    )
+    pc.progress_next("Made " + ", ".join(f"{lod['triangles']:,}" for lod in lods) + " triangles")
 
     entries = []
-    for index, (ratio, lod) in enumerate(zip(ratios, lods, strict=True)):
+    for index, (ratio, lod, (_, _, method)) in enumerate(zip(ratios, lods, plan, strict=True)):
         name = f"lod{index}.glb"
         Path(pc.get_output_dir(name)).write_bytes(lod["glb"])
-        entries.append({"file": name, "ratio": ratio, "triangles": lod["triangles"]})
+        entries.append(
+            {"file": name, "ratio": ratio, "triangles": lod["triangles"], "method": method}
+        )
     pc.progress_next(f"Wrote {len(entries)} GLB files")
     return {"lods": entries, "triangles": scene.triangle_count}
+
+
+def level_plan(scene, ratios: list[float]) -> list[tuple]:
+    """Per ratio: (scene to start from, share of its triangles to keep, method).
+
+    ``scene.lods`` holds the CAD reader's coarser tessellations, one per ratio below 1;
+    without them (a mesh) every level starts from ``scene``. They are taken off
+    ``scene``, so that each travels to its own child task only.
+    """
+    tessellated = list(scene.lods)
+    scene.lods = []
+    if len(tessellated) != sum(ratio < 1 for ratio in ratios):
+        return [(scene, ratio, "as read" if ratio >= 1 else "decimated") for ratio in ratios]
+    budget = scene.triangle_count
+    coarser = iter(tessellated)
+    plan = []
+    for ratio in ratios:
+        if ratio >= 1:
+            plan.append((scene, 1.0, "as read"))
+            continue
+        level = next(coarser)
+        have, target = level.triangle_count, ratio * budget
+        if have > target:
+            plan.append((level, target / have, "tessellated and decimated"))
+        else:
+            plan.append((level, 1.0, "tessellated"))
+    return plan
 
 
 def make_lod(scene, ratio: float) -> dict:

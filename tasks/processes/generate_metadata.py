@@ -36,7 +36,8 @@ def main(pc, params):
     `annotation_group_count`, `annotation_count`, `metadata_component_count`,
     `metadata_property_count`; then `bounding_box` (`{"min", "max", "size"}`, world
     units), `area`, `volume` (null unless every mesh is closed), `watertight`,
-    `point_count` and `parts`. Counts are integers, every placement of a mesh
+    `point_count`, `point_cloud_count` (an E57's scans), `point_colors` (the clouds carry
+    the file's RGB), `point_intensity` and `parts`. Counts are integers, every placement of a mesh
     counts, and a count the format cannot hold (B-rep counts of a mesh file, PMI
     of an OBJ) is 0.
     """

@@ -13,13 +13,14 @@ from tasks.processes._params import (
     OutputExtension,
     OutputStem,
     OutputUnit,
+    WebPackagingParams,
 )
-from tasks.processes._pipeline import PRESETS, PipelineStep
+from tasks.processes._pipeline import PRESET_OUTPUTS, PRESETS, PipelineStep
 
 _TARGETS = ("ratio", "triangles", "error")
 
 
-class Params(ModelParams):
+class Params(ModelParams, WebPackagingParams):
     """Give at most one of `ratio`, `triangles`, `error`; none means `ratio` 0.5."""
 
     ratio: float | None = Field(None, gt=0, le=1, description="Share of the triangles to keep")
@@ -42,7 +43,9 @@ class Params(ModelParams):
         min_length=1,
         max_length=50,
         description='The pipeline, in order: `{"step": name, ...options}` items, each'
-        " recorded as a job step; names: repair, merge, decimate. Replaces ratio, triangles,"
+        " recorded as a job step; names: repair, remove_hidden, find_instances, merge, decimate,"
+        " generate_uvs (options: `GET /processes/optimize` params_schema). Replaces ratio,"
+        " triangles,"
         " error and merge",
     )
     preset: Literal["web", "ar", "preview"] | None = Field(
@@ -70,6 +73,12 @@ class Params(ModelParams):
                     f"{', '.join(classic)} cannot go with steps or preset: make them steps"
                 )
         return self
+
+    def save_options(self) -> dict:
+        """`SaveOptions` keywords: the web packaging asked for, else the preset's."""
+        asked = self.web_save_options()
+        preset = PRESET_OUTPUTS.get(self.preset or "", {})
+        return {**asked, **{k: v for k, v in preset.items() if k not in self.model_fields_set}}
 
     def plan(self) -> list:
         """The steps this job runs: `steps`, the preset's, or repair, merge if asked, decimate."""
@@ -108,10 +117,16 @@ def main(pc, params):
 
     `steps` runs any list, e.g. `[{"step": "repair"}, {"step": "decimate", "error":
     0.001}, {"step": "merge", "mode": "by_material"}]`; each item is a job step with its
-    own progress record. Presets: `preview` (decimate to 25 %, merge by material), `web`
-    (repair, decimate to 0.1 % of the diagonal), `ar` (repair, decimate to 100k triangles
-    within 0.2 %, merge by material). On as1-oc-214.stp (18 parts, 6,544 triangles) `web`
-    keeps the 18 named parts and 5 shared meshes.
+    own progress record. Steps: `repair`, `remove_hidden` (what no outside view sees, by
+    `part`, `mesh` or `triangle`), `find_instances` (copies become one mesh placed N
+    times), `merge`, `decimate`, `generate_uvs` (xatlas, for meshes without UVs).
+    Presets: `preview` (decimate to 25 %, merge by material), `web` (repair, remove_hidden
+    parts, find_instances, decimate to 0.1 % of the diagonal), `ar` (repair, remove_hidden,
+    decimate to 100k triangles within 0.2 %, merge by material). `web` also writes a
+    meshopt-compressed, quantized GLB with textures of at most 2048 px as WebP, `ar`
+    textures of at most 2048 px (give `compression`, `max_texture_size` or
+    `texture_format` to override). On as1-oc-214.stp (18 parts, 6,544 triangles) `web`
+    keeps the 18 named parts and 5 shared meshes in a GLB about a quarter of the plain one.
 
     Result: `{"output": "optimized.glb", "files": [every file written],
     "before": {"triangles": n, "vertices": n}, "after": {"triangles": n, "vertices": n},
@@ -142,7 +157,9 @@ def main(pc, params):
     after = counts(scene)
 
     output_dir = Path(pc.get_output_dir())
-    options = SaveOptions(output_unit=UNITS[p.output_unit] if p.output_unit else None)
+    options = SaveOptions(
+        output_unit=UNITS[p.output_unit] if p.output_unit else None, **p.save_options()
+    )
     written = save(scene, pc.get_output_dir(f"{stem}.{extension}"), options)
     files = [Path(p).relative_to(output_dir).as_posix() for p in written]
     pc.progress_next(f"Wrote {files[0]}")

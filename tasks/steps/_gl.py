@@ -339,3 +339,89 @@ def _instance_data(transforms: np.ndarray, with_normals: bool) -> np.ndarray:
     safe = np.where(np.abs(determinant)[:, None, None] > 1e-30, linear, np.eye(3))
     normal = np.linalg.inv(safe).transpose(0, 2, 1)
     return np.hstack([model, normal.transpose(0, 2, 1).reshape(count, 9)]).astype("f4")
+
+
+# -- ID buffers (remove_hidden) ----------------------------------------------------------
+
+_ID_VERTEX = """
+#version 330
+uniform mat4 u_view_projection;
+uniform uint u_first_placement;
+in vec3 in_position;
+in mat4 in_model;
+flat out uint v_placement;
+void main() {
+    gl_Position = u_view_projection * in_model * vec4(in_position, 1.0);
+    v_placement = u_first_placement + uint(gl_InstanceID);
+}
+"""
+
+# gl_PrimitiveID counts the triangles of the draw call, restarting with each instance
+_ID_FRAGMENT = """
+#version 330
+flat in uint v_placement;
+out uvec2 f_id;
+void main() {
+    f_id = uvec2(v_placement + 1u, uint(gl_PrimitiveID));
+}
+"""
+
+
+class IdScene:
+    """Triangle meshes uploaded once, drawn as ID buffers: which placement and which of its
+    triangles covers each pixel centre (no lighting, no anti-aliasing)."""
+
+    def __init__(self, ctx, meshes: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """``meshes``: (positions (n, 3) float32, faces (m, 3) uint32, transforms (k, 4, 4))
+        each; placements are numbered in that order, mesh by mesh."""
+        self.ctx = ctx
+        self.program = ctx.program(vertex_shader=_ID_VERTEX, fragment_shader=_ID_FRAGMENT)
+        self.items = []
+        first = 0
+        for positions, faces, transforms in meshes:
+            model = np.ascontiguousarray(transforms.transpose(0, 2, 1).reshape(-1, 16), "f4")
+            vao = ctx.vertex_array(
+                self.program,
+                [
+                    (
+                        ctx.buffer(np.ascontiguousarray(positions, "f4").tobytes()),
+                        "3f",
+                        "in_position",
+                    ),
+                    (ctx.buffer(model.tobytes()), "16f/i", "in_model"),
+                ],
+                index_buffer=ctx.buffer(np.ascontiguousarray(faces, "u4").tobytes()),
+                index_element_size=4,
+            )
+            self.items.append((vao, first, len(transforms)))
+            first += len(transforms)
+
+    def draw(self, view_projection: np.ndarray, size: int) -> np.ndarray:
+        """(size, size, 2) uint32: placement number + 1 (0: background) and triangle index."""
+        import moderngl
+
+        ctx = self.ctx
+        limit = min(ctx.info["GL_MAX_RENDERBUFFER_SIZE"], *ctx.info["GL_MAX_VIEWPORT_DIMS"])
+        if size > limit:
+            raise RenderError(f"cannot draw a {size}² ID buffer: this device stops at {limit}")
+        ids = ctx.renderbuffer((size, size), 2, dtype="u4")
+        depth = ctx.depth_renderbuffer((size, size))
+        framebuffer = ctx.framebuffer(color_attachments=[ids], depth_attachment=depth)
+        framebuffer.use()
+        framebuffer.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
+        self.program["u_view_projection"].write(view_projection.T.astype("f4").tobytes())
+        for vao, first, count in self.items:
+            self.program["u_first_placement"].value = first
+            vao.render(moderngl.TRIANGLES, instances=count)
+        data = framebuffer.read(components=2, dtype="u4", alignment=1)
+        framebuffer.release()
+        ids.release()
+        depth.release()
+        return np.frombuffer(data, dtype=np.uint32).reshape(size, size, 2)
+
+    def release(self) -> None:
+        for vao, _, _ in self.items:
+            vao.release()
+        self.program.release()

@@ -23,6 +23,7 @@ import numpy as np
 import trimesh
 
 from tasks.steps._meshes import is_mesh, material_key, placements, topology
+from tasks.steps.io.common import has_point_colours
 from tasks.steps.scene import Scene
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,10 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
     ``metres_per_unit``, ``up_axis`` and the box ``size`` along its own axes in its own
     unit: 200 x 150 x 84 for a 200 mm plate), ``area`` (m²), ``volume`` (m³, None unless
     every mesh is watertight), ``watertight``, ``point_count`` (points of
-    point clouds) and, with ``parts``, ``parts``: one row per placed mesh,
+    point clouds), ``point_cloud_count`` (placed clouds: an E57's scans), ``point_colors``
+    (every cloud has colours read from the file's RGB, not greys made from intensity),
+    ``point_intensity`` (every cloud kept an intensity per point) and, with ``parts``,
+    ``parts``: one row per placed mesh,
     ``{name, triangles, vertices, material, watertight, bounds}``.
 
     Settings: ``MetadataOptions()`` for a job's result;
@@ -90,6 +94,7 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
     corners: list[np.ndarray] = []
     parts: list[dict[str, Any]] = []
     totals = dict(edges=0, boundary=0, vertices=0, triangles=0, points=0)
+    clouds = dict(count=0, coloured=0, intensity=0)
     area = volume = 0.0
     watertight = True
     meshes = 0
@@ -97,6 +102,9 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
         geometry, transform = placement.geometry, placement.transform
         if isinstance(geometry, trimesh.PointCloud):
             totals["points"] += len(geometry.vertices)
+            clouds["count"] += 1
+            clouds["coloured"] += has_point_colours(geometry)
+            clouds["intensity"] += "intensity" in geometry.metadata
             corners.append(_world_bounds(geometry.vertices, transform))
             continue
         if not is_mesh(geometry):
@@ -163,6 +171,9 @@ def metadata(scene: Scene, options: MetadataOptions | None = None) -> dict[str, 
             "volume": volume if watertight else None,
             "watertight": watertight,
             "point_count": totals["points"],
+            "point_cloud_count": clouds["count"],
+            "point_colors": clouds["count"] > 0 and clouds["coloured"] == clouds["count"],
+            "point_intensity": clouds["count"] > 0 and clouds["intensity"] == clouds["count"],
         }
     )
     if options.parts:

@@ -60,6 +60,10 @@ class Scene:
     """The source file's up axis (declared, the format's convention or the caller's
     ``up_axis``); set by `io.load`."""
 
+    lods: list[Scene] = field(default_factory=list)
+    """Coarser versions of this scene made while reading it: a CAD reader's further
+    tessellations (``LoadOptions.lod_tessellations``), in that order. Usually empty."""
+
     @property
     def triangle_count(self) -> int:
         """Triangles over all placed mesh instances (a mesh placed twice counts twice)."""
@@ -93,6 +97,7 @@ class Scene:
             up_axis=self.up_axis,
             source_unit=self.source_unit,
             source_up_axis=self.source_up_axis,
+            lods=[lod.copy() for lod in self.lods],
         )
 
     def warn(self, message: str) -> None:

@@ -31,13 +31,31 @@ class TessellateOptions:
     """Largest chord error in model units (mm for most STEP files). None (default): the
     preset's ratio of the whole model's bounding-box diagonal."""
 
+    relative_sag: float | None = None
+    """Largest chord error as a fraction of the whole model's bounding-box diagonal,
+    instead of the preset's ratio; with ``max_sag`` too, the smaller wins. Default None."""
+
     sag_ratio: float | None = None
     """Chord error as a fraction of each part's bounding-box diagonal, so small parts keep
-    their shape; the smaller of this and ``max_sag`` wins. None (default): the preset's."""
+    their shape; the smaller of this and the model's sag wins. None (default): the preset's,
+    unless ``max_sag`` or ``relative_sag`` is set (an explicit sag is then what you get)."""
 
     max_angle: float | None = None
     """Largest angle in degrees between neighbouring normals on curved faces. None
     (default): the preset's."""
+
+    normals: bool = True
+    """Give each vertex the exact surface normal of its face. Default True; False leaves
+    normals to the writer (computed from the triangles)."""
+
+    uvs: bool = False
+    """Give each vertex texture coordinates: its face's surface parameters (u, v), scaled
+    to [0, 1] over the face. Default False."""
+
+    coarsen: float = 1.0
+    """Factor every sag is multiplied by, and the angle too (up to 60 degrees), after the
+    rest is worked out: the same settings made coarser, for levels of detail (4: roughly a
+    quarter of the triangles on curved faces; planar faces cannot get lighter). Default 1."""
 
     parallel: bool = True
     """Mesh the faces of a part on several threads (OCCT's own pool). Default True."""
@@ -63,6 +81,10 @@ PRESETS: dict[str, _Preset] = {
 }
 
 
+_COARSEST_ANGLE = 60.0
+"""Degrees `coarsen` may widen the angle to: beyond it a cylinder becomes a prism."""
+
+
 @dataclass(frozen=True)
 class FaceTriangles:
     """The triangles of one B-rep face, in the coordinates of the shape that was meshed."""
@@ -75,6 +97,8 @@ class FaceTriangles:
     """(m, 3) int64 indices into ``vertices``, wound so the normal points out of the solid."""
     normals: np.ndarray | None
     """(n, 3) float64 surface normals at the vertices, or None where OCCT gave none."""
+    uvs: np.ndarray | None = None
+    """(n, 2) float64 surface parameters scaled to [0, 1] over the face, when asked for."""
 
 
 def tolerances(
@@ -91,18 +115,27 @@ def tolerances(
         raise OptionsError(
             f"unknown tessellation preset '{options.preset}' (use one of {', '.join(PRESETS)})"
         )
-    for name in ("max_sag", "sag_ratio", "max_angle"):
+    for name in ("max_sag", "relative_sag", "sag_ratio", "max_angle", "coarsen"):
         value = getattr(options, name)
         if value is not None and not value > 0:
             raise OptionsError(f"tessellation {name} must be > 0, got {value}")
-    max_sag = options.max_sag
-    if max_sag is None:
-        max_sag = preset.max_sag_ratio * model_diagonal
-    sag_ratio = options.sag_ratio if options.sag_ratio is not None else preset.sag_ratio
-    sag = min(max_sag, sag_ratio * part_diagonal) if part_diagonal > 0 else max_sag
+    explicit = [
+        sag
+        for sag in (
+            options.max_sag,
+            None if options.relative_sag is None else options.relative_sag * model_diagonal,
+        )
+        if sag is not None
+    ]
+    max_sag = min(explicit) if explicit else preset.max_sag_ratio * model_diagonal
+    sag_ratio = options.sag_ratio
+    if sag_ratio is None and not explicit:
+        sag_ratio = preset.sag_ratio
+    sag = min(max_sag, sag_ratio * part_diagonal) if sag_ratio and part_diagonal > 0 else max_sag
     # an empty or degenerate model has no diagonal; OCCT still needs a positive value
-    sag = sag if sag > 0 else 1e-3
+    sag = (sag if sag > 0 else 1e-3) * options.coarsen
     angle = options.max_angle if options.max_angle is not None else preset.max_angle
+    angle = max(angle, min(angle * options.coarsen, _COARSEST_ANGLE))
     return sag, math.radians(angle)
 
 
@@ -161,9 +194,9 @@ def tessellate_shape(
         triangulation = BRep_Tool.Triangulation_s(face, location)
         if triangulation is None or triangulation.NbTriangles() == 0:
             continue
-        if not triangulation.HasNormals():
+        if options.normals and not triangulation.HasNormals():
             BRepLib_ToolTriangulatedShape.ComputeNormals_s(face, triangulation)
-        result.append(_face_arrays(index, face, triangulation, location, TopAbs_REVERSED))
+        result.append(_face_arrays(index, face, triangulation, location, TopAbs_REVERSED, options))
     logger.debug(
         "tessellated %d of %d faces into %d triangles (sag %.4g, angle %.1f deg)",
         len(result),
@@ -175,16 +208,28 @@ def tessellate_shape(
     return result
 
 
-def _face_arrays(index, face, triangulation, location, reversed_orientation) -> FaceTriangles:
+def _face_arrays(
+    index, face, triangulation, location, reversed_orientation, options: TessellateOptions
+) -> FaceTriangles:
     count = triangulation.NbNodes()
     vertices = np.empty((count, 3), dtype=np.float64)
-    normals = np.empty((count, 3), dtype=np.float64) if triangulation.HasNormals() else None
+    with_normals = options.normals and triangulation.HasNormals()
+    normals = np.empty((count, 3), dtype=np.float64) if with_normals else None
+    with_uvs = options.uvs and triangulation.HasUVNodes()
+    uvs = np.empty((count, 2), dtype=np.float64) if with_uvs else None
     for i in range(count):
         point = triangulation.Node(i + 1)
         vertices[i] = (point.X(), point.Y(), point.Z())
         if normals is not None:
             normal = triangulation.Normal(i + 1)
             normals[i] = (normal.X(), normal.Y(), normal.Z())
+        if uvs is not None:
+            uv = triangulation.UVNode(i + 1)
+            uvs[i] = (uv.X(), uv.Y())
+    if uvs is not None:
+        # parameters are lengths on planes and angles on cylinders: scale each face to [0, 1]
+        low, span = uvs.min(axis=0), np.ptp(uvs, axis=0)
+        uvs = (uvs - low) / np.where(span > 0, span, 1.0)
     triangles = np.empty((triangulation.NbTriangles(), 3), dtype=np.int64)
     for i in range(len(triangles)):
         triangles[i] = triangulation.Triangle(i + 1).Get()
@@ -199,7 +244,16 @@ def _face_arrays(index, face, triangulation, location, reversed_orientation) -> 
         vertices = vertices @ matrix[:3, :3].T + matrix[:3, 3]
         if normals is not None:
             normals = normals @ matrix[:3, :3].T
-    return FaceTriangles(index, vertices, triangles, normals)
+    return FaceTriangles(index, vertices, triangles, normals, uvs)
+
+
+def clear_meshes(shape) -> None:
+    """Drop the triangulations OCCT keeps on ``shape``'s faces, so the next
+    `tessellate_shape` meshes it afresh (OCCT keeps a finer mesh when asked for a coarser one).
+    """
+    from OCP.BRepTools import BRepTools
+
+    BRepTools.Clean_s(shape)
 
 
 def location_matrix(location) -> np.ndarray:

@@ -42,3 +42,21 @@ def test_what_formats_says_is_what_jobs_accept(client):
     assert details.startswith(
         f"params.extension: unsupported format '.{not_writable}'; this server writes "
     )
+
+
+def test_ifc_and_3dm_are_readable_not_writable(service):
+    with service.client(key=None) as anonymous:
+        body = anonymous.get("/formats").json()
+    assert {"ifc", "3dm"} <= set(body["readable"])
+    assert not {"ifc", "3dm"} & set(body["writable"])
+    by_name = {f["name"]: f for f in body["formats"]}
+    for name in ("IFC", "3DM"):
+        assert by_name[name]["up_axis"] == "z" and not by_name[name]["write"]
+        assert {"hierarchy", "materials", "instances", "units"} <= set(by_name[name]["holds"])
+
+
+def test_pixyz_own_format_is_refused_at_submit_naming_what_is_written(client):
+    # .pxz is PiXYZ's native scene format: this server has no writer for it
+    details = submit(client, "convert_file", params={"extension": "pxz"}, expect=400)
+    assert details.startswith("params.extension: unsupported format '.pxz'; this server writes ")
+    assert "glb" in details.split("writes ", 1)[1]

@@ -140,3 +140,18 @@ def test_a_step_plate_comes_out_at_its_size_in_the_unit_asked_for(client):
 def test_an_unknown_unit_is_refused_at_submit(client):
     details = submit(client, "convert_file", params={"output_unit": "cubit"}, expect=400)
     assert details.startswith("params.output_unit: Input should be 'um', 'mm'"), details
+
+
+def test_an_ifc_house_becomes_a_glb_in_metres_with_its_named_elements(client):
+    state, details = run(client, DATA / "ifc" / "IfcOpenHouse.ifc")
+
+    assert state["status"] == "SUCCESS", details
+    result = details["result"]
+    assert result["output"] == "output.glb"
+    assert result["source_unit"] == {"unit": "mm", "metres_per_unit": 0.001, "up_axis": "z"}
+    glb = trimesh.load(io.BytesIO(download(client, details["uuid"], "output.glb")), "glb")
+    assert {"South wall", "North wall", "Footing", "Roof"} <= set(glb.graph.nodes)
+    # the 10 m by 3 m south wall (a 360 mm thick extrusion of 10000 x 3000 mm), +Y up
+    matrix, name = glb.graph["South wall"]
+    wall = glb.geometry[name].copy().apply_transform(matrix)
+    assert wall.extents == pytest.approx([10.0, 3.0, 0.36], abs=1e-4)

@@ -105,7 +105,8 @@ def test_optimize_keeps_the_parts_of_an_assembly_unless_asked_to_merge(client):
         (
             {"steps": [{"step": "sharpen"}]},
             "params.steps.0: Input tag 'sharpen' found using 'step' does not match any of the"
-            " expected tags: 'repair', 'merge', 'decimate' (got {'step': 'sharpen'})",
+            " expected tags: 'repair', 'remove_hidden', 'find_instances', 'merge', 'decimate',"
+            " 'generate_uvs' (got {'step': 'sharpen'})",
         ),
         (
             {"steps": [{"step": "decimate", "ratio": 0.5, "speed": 3}]},
@@ -164,10 +165,16 @@ def test_the_web_preset_keeps_the_named_parts(client):
     details = run(client, "optimize", AS1, {"preset": "web", "filename": "web"})
 
     assert details["status"] == "SUCCESS", details
-    assert [record["step"] for record in details["result"]["steps"]] == ["repair", "decimate"]
     assert "target" not in details["result"]
     shown, names = glb_parts(client, details["uuid"], "web.glb")
     assert sum(shown.values()) == 18 and len(shown) == 5 and "plate" in names
+    # web-ready: meshopt-compressed and quantized, as the preset says
+    document = pygltflib.GLTF2.load_from_bytes(
+        client.get(f"/jobs/{details['uuid']}/outputs/web.glb").content
+    )
+    assert {"EXT_meshopt_compression", "KHR_mesh_quantization"} <= set(document.extensionsUsed)
+    steps = [record["step"] for record in details["result"]["steps"]]
+    assert steps == ["repair", "remove_hidden", "find_instances", "decimate"]
 
 
 def test_lods_are_parallel_children_with_decreasing_triangles(client):

@@ -34,10 +34,10 @@ from tasks.steps.io.registry import (
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "data"
 READS = (
-    "3mf, brep, dae, fbx, glb, gltf, iges, igs, obj, off, ply, step, stl, stp, usd, usda, usdc,"
-    " usdz, zae"
+    "3dm, 3mf, brep, dae, e57, fbx, glb, gltf, ifc, iges, igs, las, laz, obj, off, ply, pts,"
+    " step, stl, stp, usd, usda, usdc, usdz, vrml, wrl, xyz, zae"
 )
-WRITES = "3mf, fbx, glb, gltf, obj, off, ply, stl, usd, usda, usdc, usdz"
+WRITES = "3mf, fbx, glb, gltf, las, laz, obj, off, ply, stl, usd, usda, usdc, usdz"
 
 
 def _read_nothing(path, options):
@@ -124,6 +124,8 @@ def test_the_registry_imports_no_geometry_library():
 def test_isolation_follows_the_native_readers():
     isolated = {extension for spec in FORMATS if spec.isolated for extension in spec.extensions}
     native = {"step", "stp", "iges", "igs", "brep", "fbx", "usd", "usda", "usdc", "usdz"}
+    native |= {"ifc", "3dm"}  # IfcOpenShell, rhino3dm (openNURBS)
+    native |= {"e57", "wrl", "vrml"}  # libE57Format (pye57), OCCT's VRML reader
     assert isolated == native | {"ply"}
     assert is_isolated("STEP") and is_isolated(".fbx")
     assert not is_isolated("glb") and not is_isolated("obj") and not is_isolated("dwg")
@@ -131,7 +133,8 @@ def test_isolation_follows_the_native_readers():
 
 def test_cad_printing_and_stl_are_z_up_the_rest_y_up():
     z_up = {e for spec in FORMATS if spec.up_axis == "z" for e in spec.extensions}
-    assert z_up == {"step", "stp", "iges", "igs", "brep", "3mf", "stl"}
+    point_clouds = {"e57", "las", "laz", "pts", "xyz"}  # surveying's convention
+    assert z_up == {"step", "stp", "iges", "igs", "brep", "3mf", "stl", "ifc", "3dm"} | point_clouds
     assert format_spec(".IGS").up_axis == "z" and format_spec("glb").up_axis == "y"
 
 
@@ -143,7 +146,7 @@ def test_units_when_the_file_declares_none():
 def test_names_and_specs_by_extension():
     assert format_spec(".STP") is format_spec("step")
     assert format_spec("dwg") is None
-    names = {"stp": "STEP", "zae": "COLLADA", "usdz": "USD", "glb": "glTF", "xyz": "XYZ"}
+    names = {"stp": "STEP", "zae": "COLLADA", "usdz": "USD", "glb": "glTF", "dwg": "DWG"}
     assert {extension: format_name(extension) for extension in names} == names
 
 

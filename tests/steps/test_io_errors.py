@@ -21,7 +21,7 @@ def test_unknown_extension_is_unsupported(tmp_path):
     path.write_bytes(b"AC1032")
     with pytest.raises(
         UnsupportedFormatError,
-        match=r"^unsupported format '\.dwg' for 'plan\.dwg'; this server reads 3mf, brep, ",
+        match=r"^unsupported format '\.dwg' for 'plan\.dwg'; this server reads 3dm, 3mf, brep, ",
     ):
         load(path)
     with pytest.raises(

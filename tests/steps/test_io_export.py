@@ -40,6 +40,8 @@ def test_writable_formats():
         "usdz",
         "3mf",
         "fbx",
+        "las",  # point clouds only
+        "laz",
     }
 
 

@@ -67,10 +67,11 @@ def load(path: Path | str, options: LoadOptions | None = None) -> Scene:
         raise
     except (Exception, MemoryError) as exc:
         raise read_error(path, extension, describe(exc)) from exc
-    scene.source_name = path.name
-    scene.source_format = extension
     # 4. into metres and +Y up, from what the file declares or its format's convention
-    _to_metres_y_up(scene, extension, options)
+    for each in (scene, *scene.lods):
+        each.source_name = path.name
+        each.source_format = extension
+        _to_metres_y_up(each, extension, options)
     logger.debug(
         "read %s as %s: %d triangles, %d warnings in %.2fs",
         path.name,

@@ -15,12 +15,16 @@ XCAF defines. B-rep, PMI and metadata counts go into ``scene.facts``:
 - ``pmi_component_count``: distinct shapes that annotations refer to
 - ``metadata_component_count`` / ``metadata_property_count``: shapes carrying user-defined
   attributes (STEP property definitions read by XCAF's meta mode) and their total
+
+``LoadOptions.lod_tessellations`` meshes the same document again at each further
+quality (after clearing OCCT's cached triangulations), giving ``scene.lods`` without
+parsing the file twice.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,12 @@ import trimesh
 from tasks.steps.io.common import read_error
 from tasks.steps.io.options import LoadOptions
 from tasks.steps.scene import Scene
-from tasks.steps.tessellate import bounding_diagonal, location_matrix, tessellate_shape
+from tasks.steps.tessellate import (
+    bounding_diagonal,
+    clear_meshes,
+    location_matrix,
+    tessellate_shape,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +72,7 @@ def _read(path: Path, options: LoadOptions, kind: str) -> Scene:
     else:
         _transfer_brep(path, extension, document)
     # 2. walk the assembly tree, meshing each part once
-    builder = _SceneBuilder(document, options, path.stem)
-    builder.build()
-    if builder.failed_parts:
-        builder.warnings.append(
-            f"skipped {builder.failed_parts} part(s) that produced no triangles when tessellated"
-        )
+    builder = _build(document, options, options.tessellation, path.stem)
     # 3. counts trimesh has no place for
     facts = {
         "brep_body_count": builder.body_count,
@@ -85,14 +89,46 @@ def _read(path: Path, options: LoadOptions, kind: str) -> Scene:
         len(builder.materials),
         facts,
     )
+    # 4. further levels of detail: the same tree meshed afresh, from the same document
+    facts = {key: value for key, value in facts.items() if value}
+    lods = []
+    for tessellation in options.lod_tessellations:
+        _clear_meshes(document)
+        level = _build(document, options, tessellation, path.stem)
+        lods.append(_scene(level, facts))
     # OCCT reads every file into its session unit, millimetres; CAD declares no up axis and
     # draws Z-up, so io.load turns Z up into +Y unless the caller says otherwise
+    scene = _scene(builder, facts)
+    scene.lods = lods
+    return scene
+
+
+def _build(document, options: LoadOptions, tessellation, root_name: str) -> _SceneBuilder:
+    builder = _SceneBuilder(document, replace(options, tessellation=tessellation), root_name)
+    builder.build()
+    if builder.failed_parts:
+        builder.warnings.append(
+            f"skipped {builder.failed_parts} part(s) that produced no triangles when tessellated"
+        )
+    return builder
+
+
+def _scene(builder: _SceneBuilder, facts: dict) -> Scene:
     return Scene(
-        trimesh_scene=builder.scene,
-        facts={key: value for key, value in facts.items() if value},
-        warnings=builder.warnings,
-        unit=0.001,
+        trimesh_scene=builder.scene, facts=dict(facts), warnings=builder.warnings, unit=0.001
     )
+
+
+def _clear_meshes(document) -> None:
+    """Drop the triangulations on every shape (OCCT would keep a finer one when asked for a
+    coarser one)."""
+    from OCP.OCP.collections import Sequence_TDF_Label
+    from OCP.XCAFDoc import XCAFDoc_DocumentTool, XCAFDoc_ShapeTool
+
+    free = Sequence_TDF_Label()
+    XCAFDoc_DocumentTool.ShapeTool_s(document.Main()).GetFreeShapes(free)
+    for label in free:
+        clear_meshes(XCAFDoc_ShapeTool.GetShape_s(label))
 
 
 # -- reading into XCAF -----------------------------------------------------------------
@@ -309,12 +345,15 @@ def _mesh(faces: list, material) -> trimesh.Trimesh:
     normals = None
     if all(face.normals is not None for face in faces):
         normals = np.concatenate([face.normals for face in faces])
+    uvs = None
+    if all(face.uvs is not None for face in faces):
+        uvs = np.concatenate([face.uvs for face in faces])
     # process=False keeps each face's own vertices, so edges between faces stay sharp
     return trimesh.Trimesh(
         vertices=vertices,
         faces=triangles,
         vertex_normals=normals,
-        visual=trimesh.visual.TextureVisuals(material=material),
+        visual=trimesh.visual.TextureVisuals(uv=uvs, material=material),
         process=False,
     )
 

@@ -130,6 +130,15 @@ def geometry_counts(scene: trimesh.Scene) -> tuple[int, int]:
     return triangles, points
 
 
+def has_point_colours(cloud: trimesh.PointCloud) -> bool:
+    """Whether a point cloud's colours were read from its file's RGB: not greys made from
+    intensity (``cloud.metadata["colours"]``, set by the point-cloud readers), nor
+    trimesh's default colour for a cloud that has none."""
+    if "colours" in cloud.metadata:
+        return cloud.metadata["colours"] == "rgb"
+    return getattr(cloud.visual, "kind", None) == "vertex"
+
+
 def require_geometry(scene: Scene, path: Path, extension: str) -> Scene:
     """Raise ReadError if a file parsed but gave neither triangles nor points."""
     triangles, points = geometry_counts(scene.trimesh_scene)

@@ -6,9 +6,12 @@ trimesh cannot: EXT_meshopt_compression buffers (meshoptimizer's decoder). Draco
 textures (KHR_texture_basisu) are transcoded to RGBA with Binomial's basis_universal
 (the `opengl_basisu` package) and handed to trimesh as PNG, so every map survives;
 one that cannot be decoded is skipped with a warning. trimesh keeps no texture
-transforms (KHR_texture_transform), so those are named in the warnings. Writing a
-.gltf splits trimesh's GLB into a JSON file, one .bin and one image file per texture,
-as tools expect to find them.
+transforms (KHR_texture_transform), so those are named in the warnings. WebP textures
+(EXT_texture_webp) and quantized attributes (KHR_mesh_quantization) are turned into what
+trimesh reads. Writing a .gltf splits trimesh's GLB into a JSON file, one .bin and one
+image file per texture, as tools expect to find them. Web packaging on write
+(`SaveOptions.compression`, ``quantize``, ``max_texture_size``, ``texture_format``) is
+`gltf_web`'s.
 """
 
 from __future__ import annotations
@@ -34,9 +37,15 @@ _CHUNK_JSON = 0x4E4F534A
 _CHUNK_BIN = 0x004E4942
 _MESHOPT = "EXT_meshopt_compression"
 _BASISU = "KHR_texture_basisu"
+_WEBP = "EXT_texture_webp"
 # extensions whose data this reader turns into plain glTF before trimesh sees it
 _DECODED_HERE = {_MESHOPT}
-_IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_IMAGE_SUFFIX = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/ktx2": "ktx2",
+}
 
 
 def read_gltf(path: Path, options: LoadOptions) -> Scene:
@@ -50,6 +59,7 @@ def read_gltf(path: Path, options: LoadOptions) -> Scene:
     _check_buffers(document, path, extension)
     # 2. decode KTX2 textures, drop what trimesh cannot show, saying so
     transcoded = _transcode_ktx2(document, binary, path, warnings)
+    transcoded += _resolve_webp(document)
     _skip_unreadable_images(document, path, warnings)
     _warn_texture_transforms(document, warnings)
     # 3. decode meshopt buffers and quantized attributes (trimesh reads neither)
@@ -90,7 +100,7 @@ def write_glb(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
 
 def write_gltf(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
     """Write ``name.gltf`` + ``name.bin`` + one image file per texture, side by side."""
-    document, binary = split_glb(_export_glb(scene, options))
+    document, binary = split_glb(_export_glb(scene, options, meshopt=False))
     # 1. move every embedded image into a file of its own
     written: list[Path] = []
     moved_views: set[int] = set()
@@ -106,11 +116,18 @@ def write_gltf(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
         written.append(image_path)
         moved_views.add(image.pop("bufferView"))
         image["uri"] = image_path.name
-    # 2. repack the remaining views into one .bin
+    # 2. repack the remaining views into one .bin (meshopt-compressed: after the images left)
     binary = _drop_views(document, binary, moved_views)
+    document["buffers"] = [{"byteLength": len(binary)}] if binary else []
+    if options.compression == "meshopt" and binary:
+        from tasks.steps.io import gltf_web
+
+        views = gltf_web.unpack(document, binary)
+        gltf_web.compress_meshopt(document, views)
+        binary = gltf_web.pack(document, views)
     bin_path = path.with_suffix(".bin")
     if binary:
-        document["buffers"] = [{"byteLength": len(binary), "uri": bin_path.name}]
+        document["buffers"][0].update(byteLength=len(binary), uri=bin_path.name)
         bin_path.write_bytes(binary)
         written.insert(0, bin_path)
     else:
@@ -119,14 +136,63 @@ def write_gltf(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
     return [path, *written]
 
 
-def _export_glb(scene: Scene, options: SaveOptions) -> bytes:
+def _export_glb(scene: Scene, options: SaveOptions, meshopt: bool = True) -> bytes:
+    """trimesh's GLB, then the web packaging `options` asks for (see `gltf_web`); with
+    ``meshopt=False`` the caller compresses later (after moving images out)."""
     from trimesh.exchange.gltf import export_glb
 
-    return export_glb(
+    _check_web_options(options)
+    data = export_glb(
         scene.trimesh_scene,
         include_normals=options.include_normals,
-        extension_draco=options.draco,
+        extension_draco=options.draco or options.compression == "draco",
     )
+    quantize = (
+        options.quantize if options.quantize is not None else options.compression == "meshopt"
+    )
+    textures = options.max_texture_size is not None or options.texture_format != "keep"
+    compress = meshopt and options.compression == "meshopt"
+    if not (quantize or textures or compress):
+        return data
+    from tasks.steps.io import gltf_web
+
+    document, binary = split_glb(data)
+    views = gltf_web.unpack(document, binary)
+    if textures:
+        gltf_web.process_textures(document, views, options.max_texture_size, options.texture_format)
+    if options.compression == "meshopt":
+        gltf_web.optimize_vertex_order(document, views)
+    if quantize:
+        gltf_web.quantize(document, views, scene.warnings)
+    if compress:
+        gltf_web.compress_meshopt(document, views)
+    return pack_glb(document, gltf_web.pack(document, views))
+
+
+_COMPRESSIONS = ("none", "meshopt", "draco")
+_TEXTURE_FORMATS = ("keep", "webp", "ktx2")
+
+
+def _check_web_options(options: SaveOptions) -> None:
+    from tasks.steps.errors import OptionsError
+
+    if options.compression not in _COMPRESSIONS:
+        raise OptionsError(
+            f"compression must be one of {', '.join(_COMPRESSIONS)}, got {options.compression!r}"
+        )
+    if options.draco and options.compression == "meshopt":
+        raise OptionsError("draco=True and compression='meshopt' exclude each other")
+    if options.quantize and (options.draco or options.compression == "draco"):
+        raise OptionsError("quantize with draco: draco quantizes on its own, leave quantize unset")
+    if options.texture_format not in _TEXTURE_FORMATS:
+        raise OptionsError(
+            f"texture_format must be one of {', '.join(_TEXTURE_FORMATS)},"
+            f" got {options.texture_format!r}"
+        )
+    if options.max_texture_size is not None and not 1 <= options.max_texture_size <= 16384:
+        raise OptionsError(
+            f"max_texture_size must be 1..16384 pixels, got {options.max_texture_size}"
+        )
 
 
 # -- container -------------------------------------------------------------------------
@@ -274,6 +340,27 @@ def _transcode_ktx2(document: dict, binary: bytes, path: Path, warnings: list[st
     return len(done)
 
 
+def _resolve_webp(document: dict) -> int:
+    """Point EXT_texture_webp textures at their WebP image (Pillow decodes it for trimesh);
+    returns how many textures changed."""
+    count = 0
+    for texture in document.get("textures", []):
+        source = texture.get("extensions", {}).pop(_WEBP, {}).get("source")
+        if source is not None:
+            texture["source"] = source
+            count += 1
+        if not texture.get("extensions", True):
+            texture.pop("extensions")
+    if count:
+        for key in ("extensionsUsed", "extensionsRequired"):
+            names = [name for name in document.get(key, []) if name != _WEBP]
+            if names:
+                document[key] = names
+            else:
+                document.pop(key, None)
+    return count
+
+
 def _is_ktx2(image: dict) -> bool:
     return image.get("mimeType") == "image/ktx2" or image.get("uri", "").lower().endswith(".ktx2")
 
@@ -379,14 +466,14 @@ def _flatten_buffers(document: dict, binary: bytes, path: Path, extension: str) 
 
 
 # KHR_mesh_quantization: integer attributes that read as floats in [-1, 1] or [0, 1]
-_NORMALIZED_ATTRIBUTES = ("NORMAL", "TANGENT", "TEXCOORD_")
+_NORMALIZED_ATTRIBUTES = ("POSITION", "NORMAL", "TANGENT", "TEXCOORD_")
 _INTEGER_RANGE = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
 _COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 _DTYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2"}
 
 
 def _normalized_attributes(document: dict) -> set[int]:
-    """Accessors of normals, tangents and UVs stored as (normalized) integers."""
+    """Accessors of positions, normals, tangents and UVs stored as (normalized) integers."""
     found = set()
     for mesh in document.get("meshes", []):
         for primitive in mesh.get("primitives", []):
@@ -402,8 +489,8 @@ def _normalized_attributes(document: dict) -> set[int]:
 
 
 def _dequantize(document: dict, binary: bytes) -> bytes:
-    """Rewrite integer normals/tangents/UVs as float32 accessors appended to the buffer
-    (trimesh would otherwise read a normal of (127, 0, 0))."""
+    """Rewrite integer positions/normals/tangents/UVs as float32 accessors appended to the
+    buffer (trimesh would otherwise read a normal of (127, 0, 0))."""
     packed = bytearray(binary)
     for index in sorted(_normalized_attributes(document)):
         accessor = document["accessors"][index]
@@ -447,7 +534,9 @@ def _meshopt_view(meshoptimizer, spec: dict, data: bytes) -> bytes:
             else meshoptimizer.decode_index_sequence
         )
         indices = decode(count, stride, data)
-        return indices.astype(np.uint16 if stride == 2 else np.uint32).tobytes()
+        # the binding decodes into a uint32 array of `count` items whatever the index size:
+        # 16-bit indices are its first 2 * count bytes
+        return indices.view(np.uint8)[: count * stride].tobytes()
     else:
         raise ValueError(f"unknown EXT_meshopt_compression mode '{mode}'")
     filters = {

@@ -18,6 +18,11 @@ class LoadOptions:
     tessellation: TessellateOptions = field(default=TESSELLATE_DEFAULTS)
     """How CAD B-reps (STEP, IGES, BREP) are cut into triangles. Default: ``medium`` preset."""
 
+    lod_tessellations: tuple[TessellateOptions, ...] = ()
+    """Further tessellations of CAD B-reps made in the same read, each a `Scene` (same tree,
+    names and materials) in ``scene.lods`` in this order; mesh formats ignore it. Default
+    (): none."""
+
     format: str | None = None
     """Reader to use (``"stl"``, ``"step"``, ...) instead of the file extension. Default None."""
 
@@ -36,6 +41,17 @@ class LoadOptions:
     up_axis: str | None = None
     """``"x"``, ``"y"`` or ``"z"``: the file's up axis, overriding what it declares. Default
     None: the file's own, else its format's convention (Z for CAD, STL and 3MF)."""
+
+    max_points: int | None = None
+    """Keep at most this many points of a point-cloud file (E57, LAS/LAZ, PTS, XYZ),
+    chosen while it is streamed so a huge scan never sits in memory whole; an E57's
+    scans share it by their sizes. Default None: every point."""
+
+    subsample: str = "random"
+    """How `max_points` are chosen: ``"random"`` (exactly that many, uniformly, so density
+    stays as scanned) or ``"voxel"`` (one point per cell of a grid coarsened until at most
+    that many remain: even spacing, between about half of and `max_points`). Default
+    ``"random"``."""
 
 
 LOAD_DEFAULTS = LoadOptions()
@@ -67,6 +83,25 @@ class SaveOptions:
 
     blender_timeout: float = 300.0
     """Seconds Blender may take to write an FBX before it is stopped. Default 300."""
+
+    compression: str = "none"
+    """GLB/glTF geometry compression: ``none``, ``meshopt`` (EXT_meshopt_compression: fast
+    to decode, three.js/Babylon/gltf-transform read it) or ``draco``
+    (KHR_draco_mesh_compression, same as ``draco=True``). Default ``none``."""
+
+    quantize: bool | None = None
+    """GLB/glTF attributes as integers (KHR_mesh_quantization: positions int16, normals
+    int8, UVs uint16; positions snap to 1/65535 of each mesh's size). Default None: on with ``meshopt``,
+    off otherwise (draco quantizes on its own)."""
+
+    max_texture_size: int | None = None
+    """GLB/glTF textures larger than this many pixels on their long side are downscaled,
+    aspect kept. Default None: as they are."""
+
+    texture_format: str = "keep"
+    """GLB/glTF texture encoding: ``keep``, ``webp`` (EXT_texture_webp, 25-35 % of PNG's
+    size) or ``ktx2`` (KHR_texture_basisu, stays compressed on the GPU; needs the
+    ``alktx2`` encoder). Default ``keep``."""
 
 
 SAVE_DEFAULTS = SaveOptions()

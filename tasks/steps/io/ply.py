@@ -18,6 +18,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import trimesh
 
 from tasks.steps.io.common import (
@@ -109,13 +110,7 @@ def write_ply(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
     if has_triangles:
         geometry = merged_mesh(scene, path, "ply")
     elif clouds:
-        geometry = (
-            clouds[0]
-            if len(clouds) == 1
-            else trimesh.PointCloud(
-                vertices=trimesh.util.vstack_empty([cloud.vertices for cloud in clouds])
-            )
-        )
+        geometry = clouds[0] if len(clouds) == 1 else _joined_clouds(clouds)
     else:
         raise write_error(path, "ply", "the scene has no triangles or points to write")
     path.write_bytes(
@@ -126,6 +121,16 @@ def write_ply(scene: Scene, path: Path, options: SaveOptions) -> list[Path]:
         )
     )
     return [path]
+
+
+def _joined_clouds(clouds: list[trimesh.PointCloud]) -> trimesh.PointCloud:
+    """One cloud of several (an E57's scans, already placed), colours kept when all have
+    them: PLY holds one vertex element."""
+    coloured = all(getattr(cloud.visual, "kind", None) == "vertex" for cloud in clouds)
+    return trimesh.PointCloud(
+        vertices=np.vstack([cloud.vertices for cloud in clouds]),
+        colors=np.vstack([cloud.colors for cloud in clouds]) if coloured else None,
+    )
 
 
 def _read_header(path: Path, data: bytes) -> _Header:

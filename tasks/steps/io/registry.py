@@ -225,6 +225,77 @@ FORMATS: tuple[FormatSpec, ...] = (
         unit=0.001,
         holds=frozenset({"units"}),
     ),
+    # IfcOpenShell builds each element in the project's length unit (metres when the file
+    # has no unit assignment); the spatial tree is the hierarchy
+    FormatSpec(
+        "IFC",
+        ("ifc",),
+        "tasks.steps.io.ifc",
+        writable=False,
+        isolated=True,
+        up_axis="z",
+        holds=frozenset({"hierarchy", "materials", "instances", "units"}),
+    ),
+    # rhino3dm reads the render meshes Rhino saved with B-reps; a file in no unit is metres
+    FormatSpec(
+        "3DM",
+        ("3dm",),
+        "tasks.steps.io.rhino",
+        writable=False,
+        isolated=True,
+        up_axis="z",
+        holds=frozenset({"hierarchy", "materials", "textures", "instances", "units", "points"}),
+    ),
+    # point clouds are streamed and, with LoadOptions.max_points, subsampled while read; all
+    # Z-up as surveying tools draw them. E57 is metres by its standard, one node per scan
+    # placed by its pose (libE57Format is native code: isolated)
+    FormatSpec(
+        "E57",
+        ("e57",),
+        "tasks.steps.io.points",
+        writable=False,
+        isolated=True,
+        up_axis="z",
+        holds=frozenset({"hierarchy", "points", "units"}),
+    ),
+    # metres unless the CRS names a foot; written in metres (LAS declares no unit without
+    # a CRS), LAZ through lazrs
+    FormatSpec(
+        "LAS",
+        ("las", "laz"),
+        "tasks.steps.io.points",
+        up_axis="z",
+        write_unit=1.0,
+        write_up_axis="z",
+        holds=frozenset({"points", "units"}),
+    ),
+    FormatSpec(
+        "PTS",
+        ("pts",),
+        "tasks.steps.io.points",
+        writable=False,
+        up_axis="z",
+        holds=frozenset({"points"}),
+    ),
+    FormatSpec(
+        "XYZ",
+        ("xyz",),
+        "tasks.steps.io.points",
+        writable=False,
+        up_axis="z",
+        holds=frozenset({"points"}),
+    ),
+    # OCCT's VrmlAPI_CafReader: VRML97 meshes and primitives placed as the Transforms say
+    # (one level deep, DEF names lost), Material colours, USE as instances; metres and +Y
+    # up by the VRML97 spec. No textures, no Text; X3D has no reader
+    FormatSpec(
+        "VRML",
+        ("wrl", "vrml"),
+        "tasks.steps.io.vrml",
+        writable=False,
+        isolated=True,
+        holds=frozenset({"materials", "instances", "units"}),
+    ),
 )
 """Every format this server knows; everything else in this module is derived from it."""
 
