@@ -15,7 +15,14 @@ from tasks.processes._params import (
     OutputUnit,
     WebPackagingParams,
 )
-from tasks.processes._pipeline import PRESET_OUTPUTS, PRESETS, PipelineStep
+from tasks.processes._pipeline import (
+    PRESET_OUTPUTS,
+    PRESETS,
+    PipelineStep,
+    Ratio,
+    RelativeError,
+    TriangleBudget,
+)
 
 _TARGETS = ("ratio", "triangles", "error")
 
@@ -23,17 +30,9 @@ _TARGETS = ("ratio", "triangles", "error")
 class Params(ModelParams, WebPackagingParams):
     """Give at most one of `ratio`, `triangles`, `error`; none means `ratio` 0.5."""
 
-    ratio: float | None = Field(None, gt=0, le=1, description="Share of the triangles to keep")
-    triangles: int | None = Field(
-        None, ge=1, le=1_000_000_000, description="Triangle budget for the whole model"
-    )
-    error: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="Largest deviation allowed, as a fraction of the model's bounding-box"
-        " diagonal (0.001: 1 mm on a 1 m part); simplifies as far as that allows",
-    )
+    ratio: Ratio = None
+    triangles: TriangleBudget = None
+    error: RelativeError = None
     extension: OutputExtension = Field("glb", description="Output format, as in `convert_file`")
     filename: OutputStem = Field("optimized", description="Base name of the output file")
     output_unit: OutputUnit = None

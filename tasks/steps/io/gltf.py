@@ -571,24 +571,38 @@ def _drop_views(document: dict, binary: bytes, dropped: set[int]) -> bytes:
         remap[index] = len(kept)
         kept.append(view)
     document["bufferViews"] = kept
+    renumber_views(document, remap)
+    if not kept:
+        document.pop("bufferViews")
+    return bytes(packed)
+
+
+def view_references(document: dict) -> list[tuple[dict, str]]:
+    """Every (holder, key) whose ``holder[key]`` is a bufferView index: accessors, their
+    sparse indices and values, images, and draco-compressed primitives."""
+    found = []
     for accessor in document.get("accessors", []):
         if "bufferView" in accessor:
-            accessor["bufferView"] = remap[accessor["bufferView"]]
+            found.append((accessor, "bufferView"))
         for part in ("indices", "values"):
             sparse = accessor.get("sparse", {}).get(part)
             if sparse:
-                sparse["bufferView"] = remap[sparse["bufferView"]]
-    for image in document.get("images", []):
-        if "bufferView" in image:
-            image["bufferView"] = remap[image["bufferView"]]
+                found.append((sparse, "bufferView"))
+    found += [
+        (image, "bufferView") for image in document.get("images", []) if "bufferView" in image
+    ]
     for mesh in document.get("meshes", []):
         for primitive in mesh.get("primitives", []):
             draco = primitive.get("extensions", {}).get("KHR_draco_mesh_compression")
             if draco:
-                draco["bufferView"] = remap[draco["bufferView"]]
-    if not kept:
-        document.pop("bufferViews")
-    return bytes(packed)
+                found.append((draco, "bufferView"))
+    return found
+
+
+def renumber_views(document: dict, remap: dict[int, int]) -> None:
+    """Point every bufferView reference at its new index (`remap`: old -> new)."""
+    for holder, key in view_references(document):
+        holder[key] = remap[holder[key]]
 
 
 def _safe_name(name: str) -> str:

@@ -81,41 +81,14 @@ def pack(document: dict, views: list[bytes]) -> bytes:
 
 def _prune(document: dict, views: list[bytes]) -> list[bytes]:
     """Drop buffer views nothing references and renumber the rest."""
-    used = set()
-    for accessor in document.get("accessors", []):
-        if "bufferView" in accessor:
-            used.add(accessor["bufferView"])
-        for part in ("indices", "values"):
-            sparse = accessor.get("sparse", {}).get(part)
-            if sparse:
-                used.add(sparse["bufferView"])
-    used.update(
-        image["bufferView"] for image in document.get("images", []) if "bufferView" in image
-    )
-    for mesh in document.get("meshes", []):
-        for primitive in mesh.get("primitives", []):
-            draco = primitive.get("extensions", {}).get("KHR_draco_mesh_compression")
-            if draco:
-                used.add(draco["bufferView"])
+    from tasks.steps.io.gltf import renumber_views, view_references
+
+    used = {holder[key] for holder, key in view_references(document)}
     old = document.get("bufferViews", [])
     remap = {index: new for new, index in enumerate(i for i in range(len(old)) if i in used)}
     document["bufferViews"] = [old[i] for i in sorted(remap)]
     kept = [views[i] for i in sorted(remap)]
-    for accessor in document.get("accessors", []):
-        if "bufferView" in accessor:
-            accessor["bufferView"] = remap[accessor["bufferView"]]
-        for part in ("indices", "values"):
-            sparse = accessor.get("sparse", {}).get(part)
-            if sparse:
-                sparse["bufferView"] = remap[sparse["bufferView"]]
-    for image in document.get("images", []):
-        if "bufferView" in image:
-            image["bufferView"] = remap[image["bufferView"]]
-    for mesh in document.get("meshes", []):
-        for primitive in mesh.get("primitives", []):
-            draco = primitive.get("extensions", {}).get("KHR_draco_mesh_compression")
-            if draco:
-                draco["bufferView"] = remap[draco["bufferView"]]
+    renumber_views(document, remap)
     if not document["bufferViews"]:
         document.pop("bufferViews")
     return kept
