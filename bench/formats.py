@@ -66,7 +66,7 @@ _CASE = textwrap.dedent(
     render_views(scene, RenderOptions(width=512, height=512))
     rendered = time.perf_counter() - started
     points = sum(len(g.vertices) for g in scene.trimesh_scene.geometry.values())
-    print(json.dumps({"points": points, "convert_s": converted, "render_s": rendered,
+    print(json.dumps({"points": points, "triangles": scene.triangle_count, "convert_s": converted, "render_s": rendered,
                       "imports_mib": imports, "convert_mib": after_convert, "peak_mib": peak()}))
     """
 )
@@ -88,28 +88,37 @@ def main(huge: int = 20_000_000) -> None:
         (p for p in DATA.rglob("*") if p.suffix.lstrip(".").lower() in POINT_CLOUDS),
         key=lambda p: p.stat().st_size,
     )
+    # the largest IFC and Rhino models too (meshes: the vertex and triangle counts)
+    models = [
+        max(DATA.glob(f"{kind}/*.{kind}"), key=lambda p: p.stat().st_size)
+        for kind in ("ifc", "3dm")
+        if any(DATA.glob(f"{kind}/*.{kind}"))
+    ]
     print(
-        "| case | points kept | load+save GLB (s) | thumbnails (s) | peak MiB after load+save"
-        " / after thumbnails (imports) |"
+        "| case | points or vertices kept | triangles | load+save GLB (s) | thumbnails (s) |"
+        " peak MiB after load+save / after thumbnails (imports) |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as folder:
         folder = Path(folder)
-        cases = [(f"{largest.relative_to(DATA)} (all points)", largest, "all", "random")]
-        big = folder / "huge.las"
-        subprocess.run([sys.executable, "-c", _WRITE, str(big), str(huge)], check=True)
-        cases += [
-            (f"{huge:,}-point LAS, max_points {n:,} {method}", big, str(n), method)
-            for n, method in ((1_000_000, "random"), (1_000_000, "voxel"), (200_000, "random"))
-        ]
+        cases = [(f"{model.relative_to(DATA)}", model, "all", "random") for model in models]
+        cases.append((f"{largest.relative_to(DATA)} (all points)", largest, "all", "random"))
+        if huge:
+            big = folder / "huge.las"
+            subprocess.run([sys.executable, "-c", _WRITE, str(big), str(huge)], check=True)
+            cases += [
+                (f"{huge:,}-point LAS, max_points {n:,} {method}", big, str(n), method)
+                for n, method in ((1_000_000, "random"), (1_000_000, "voxel"), (200_000, "random"))
+            ]
         for label, path, max_points, method in cases:
             row = run_case(path, folder / "out.glb", max_points, method)
             print(
-                f"| {label} | {row['points']:,} | {row['convert_s']:.2f} | {row['render_s']:.2f}"
-                f" | {row['convert_mib']:.0f} / {row['peak_mib']:.0f}"
+                f"| {label} | {row['points']:,} | {row['triangles']:,} | {row['convert_s']:.2f}"
+                f" | {row['render_s']:.2f} | {row['convert_mib']:.0f} / {row['peak_mib']:.0f}"
                 f" ({row['imports_mib']:.0f}) |"
             )
 
 
 if __name__ == "__main__":
+    # an argument sets the size of the generated LAS; 0 skips it (the other rows only)
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000_000)
