@@ -275,11 +275,17 @@ def _ktx2_encoder():
 # -- KHR_mesh_quantization ---------------------------------------------------------------
 
 
+_POSITION_STEPS = 8191
+"""Positions are stored in 14 bits (±8191 steps of half a mesh's size, as gltfpack's
+default): 1/16,382 of the mesh's extent, and the unused high bits make meshopt's
+delta coding smaller."""
+
+
 def quantize(document: dict, views: list[bytes], warnings: list[str]) -> int:
     """Store positions, normals and UVs as integers; returns the meshes quantized.
 
-    Positions of each mesh become normalized int16 around the centre of its bounds, scaled
-    by half its largest extent (uniform, so normals stay true); every node placing the mesh
+    Positions of each mesh become normalized int16 holding 14-bit values around the centre
+    of its bounds, scaled by half its largest extent (uniform, so normals stay true); every node placing the mesh
     takes that dequantization transform (a node with children passes its mesh to a new
     child node). Skinned or morphed meshes keep float positions.
     """
@@ -307,7 +313,7 @@ def quantize(document: dict, views: list[bytes], warnings: list[str]) -> int:
         half = float(max((high - low).max() / 2, 1e-12))
         # 2. attributes
         for index, points in values.items():
-            q = np.round((points - centre) / half * 32767).clip(-32767, 32767).astype(np.int16)
+            q = np.round((points - centre) / half * _POSITION_STEPS).astype(np.int16)
             _write(document, views, index, q, 5122, normalized=True, pad_to=4)
         for primitive in primitives:
             attributes = primitive.get("attributes", {})
@@ -330,7 +336,8 @@ def quantize(document: dict, views: list[bytes], warnings: list[str]) -> int:
                     _drop_bounds(accessor)
         # 3. the nodes undo the quantization
         dequantize = np.eye(4)
-        dequantize[:3, :3] *= half  # normalized int16 reads as stored / 32767, in [-1, 1]
+        # normalized int16 reads as stored / 32767: back to (stored / steps) * half + centre
+        dequantize[:3, :3] *= half * 32767 / _POSITION_STEPS
         dequantize[:3, 3] = centre
         _place_dequantized(document, mesh_index, dequantize)
         done += 1
