@@ -35,6 +35,10 @@ class _Step(ProcessParams):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    queue: ClassVar[str | None] = None
+    """The queue a step runs on as a child task (``gpu``: with the CPU fallback every queue
+    has); None: in the job's own task."""
+
     deviation_kind: ClassVar[str | None] = "symmetric"
     """How the step's deviation is measured: ``symmetric``, ``one_sided`` (steps that only
     remove), or None (steps that move no surface: merge, instancing, UVs)."""
@@ -125,6 +129,7 @@ class RemoveHiddenStep(_Step):
     """Remove what no outside viewpoint sees: internal bolts, hidden faces."""
 
     step: Literal["remove_hidden"]
+    queue: ClassVar[str | None] = "gpu"  # ID buffers through EGL on GPU nodes
     deviation_kind: ClassVar[str | None] = "one_sided"
     level: Literal["part", "mesh", "triangle"] = Field(
         "part",

@@ -150,7 +150,13 @@ def main(pc, params):
 
     records = []
     for step in plan:
-        scene, record = run_step(step, scene, p.deviation_samples)
+        if step.queue:  # a child task on its queue (remove_hidden: the GPU's, else a CPU)
+            info = f"{step.step} as a child task"
+            scene, record = pc.tasks.run(
+                run_step, step, scene, p.deviation_samples, queue=step.queue, info=info
+            )
+        else:
+            scene, record = run_step(step, scene, p.deviation_samples)
         records.append(record)
         pc.progress_next(describe_record(record))
     after = counts(scene)
