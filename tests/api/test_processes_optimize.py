@@ -177,9 +177,7 @@ def test_the_web_preset_keeps_the_named_parts(client):
     assert steps == ["repair", "remove_hidden", "find_instances", "decimate"]
     # remove_hidden ran as a child task on the gpu queue (a CPU here: the fallback)
     meta = client.get(f"/backend/get_task_meta/{details['uuid']}").json()
-    assert [child["info"] for child in meta["children"]] == [
-        "remove_hidden as a child task [gpu]"
-    ]
+    assert [child["info"] for child in meta["children"]] == ["remove_hidden as a child task [gpu]"]
 
 
 def test_lods_are_parallel_children_with_decreasing_triangles(client):
