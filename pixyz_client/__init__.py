@@ -15,6 +15,7 @@ from pixyz_client.client import DEFAULT_URL, Client
 from pixyz_client.errors import (
     AuthError,
     BadRequest,
+    Conflict,
     Forbidden,
     JobFailed,
     NotFound,
@@ -34,6 +35,7 @@ __all__ = [
     "AuthError",
     "BadRequest",
     "Client",
+    "Conflict",
     "Forbidden",
     "Job",
     "JobFailed",

@@ -7,13 +7,21 @@
     job.wait()
     job.download("part.glb", "out/")
 
-Uploads stream from disk in 64 KiB chunks: a file is never read whole into memory.
+Uploads stream from disk: a file is never read whole into memory. Files over
+`CHUNKED_UPLOAD_BYTES` skip the multipart form (which Serve buffers whole): PUT
+straight to the object store through a presigned URL when the server's storage
+offers one (`POST /uploads`, S3), else as a resumable chunked upload (tus,
+`/uploads/tus`, `CHUNK_BYTES` per request, resumed after a dropped connection);
+the job is then created from the upload's `file_url`. Smaller files, and every
+file sent to a server with neither route, go in the multipart `POST /jobs` itself.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +29,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
-from pixyz_client.errors import Unreachable, raise_for_response
+from pixyz_client.errors import (
+    Conflict,
+    PixyzError,
+    ServerError,
+    TransferError,
+    Unreachable,
+    raise_for_response,
+)
 from pixyz_client.job import Job
 from pixyz_client.progress import ProgressReader, byte_bar
 
@@ -29,6 +44,16 @@ if TYPE_CHECKING:
     from pixyz_client.batch import Table
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+CHUNKED_UPLOAD_BYTES = 64 * 1024 * 1024
+"""Files larger than this are sent as a chunked upload (when the server offers it)."""
+CHUNK_BYTES = 2 * 1024 * 1024
+"""Bytes per chunk of a chunked upload (the server takes up to 8 MiB). Serve's proxy and
+replica each hold a few chunks' worth of buffers while a file goes up (measured for a
+512 MiB file: +69 MiB of RSS with 2 MiB chunks, +114 with 4, +189 with 8), and each
+chunk costs a request (≈ 40 ms), so 2 MiB keeps the service's memory flat at ≈ 25 MiB/s."""
+CHUNK_RETRIES = 5
+TUS = {"Tus-Resumable": "1.0.0"}
 
 FileArg = str | os.PathLike[str] | IO[bytes]
 """An input: a path on disk, or a binary file opened by the caller."""
@@ -56,6 +81,7 @@ class Client:
         self.url = (url or os.environ.get("PIXYZ_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("PIXYZ_API_KEY")
         self.progress = progress
+        self.timeout = timeout
         headers = {"x-api-key": self.api_key} if self.api_key else {}
         self._http = httpx.Client(
             base_url=self.url,
@@ -93,6 +119,13 @@ class Client:
             with self._http.stream(method, path, **kwargs) as response:
                 raise_for_response(response)
                 yield response
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unchecked(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """`request` without turning error answers into exceptions (the caller reads them)."""
+        try:
+            return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
 
@@ -165,8 +198,16 @@ class Client:
             if upload is not None:
                 size = _size(upload)
                 bar = byte_bar(f"Uploading {_filename(upload)}", size, self.show_progress(progress))
-                reader = ProgressReader(upload, bar)
-                files["file"] = (_filename(upload), reader, "application/octet-stream")
+                file_url = None
+                if size is not None and size > CHUNKED_UPLOAD_BYTES:
+                    file_url = self._upload_direct(upload, size, bar)
+                    if file_url is None:
+                        file_url = self._upload_chunked(upload, size, bar)
+                if file_url is not None:
+                    data["file_url"] = file_url
+                else:
+                    reader = ProgressReader(upload, bar)
+                    files["file"] = (_filename(upload), reader, "application/octet-stream")
             if script is not None:
                 files["script"] = _script_part(script)
             try:
@@ -175,6 +216,86 @@ class Client:
                 if bar is not None:
                     bar.close()
         return Job(self, state["uuid"], name=state.get("name"), state=state)
+
+    def upload(self, file: FileArg, *, progress: bool | None = None) -> str | None:
+        """Send a file as a resumable chunked upload; returns its `file_url` for `POST /jobs`
+        (None when the server has no chunked uploads). `submit` does this for large files."""
+        with _opened(file) as upload:
+            size = _size(upload)
+            if size is None:
+                raise ValueError("a chunked upload needs a file whose size is known (seekable)")
+            label = f"Uploading {_filename(upload)}"
+            with byte_bar(label, size, self.show_progress(progress)) as bar:
+                return self._upload_chunked(upload, size, bar)
+
+    def _upload_direct(self, upload: IO[bytes], size: int, bar) -> str | None:
+        """PUT to a presigned object-store URL; None when the server offers none."""
+        asked = {"filename": _filename(upload), "size": size}
+        answer = self._unchecked("POST", "/uploads", json=asked)
+        if answer.status_code in (404, 405) or (
+            answer.status_code == 400 and "cannot take direct uploads" in answer.text
+        ):
+            return None  # an older server, or storage without presigned URLs (local)
+        ticket = raise_for_response(answer).json()
+        upload.seek(0)
+        reader = ProgressReader(upload, bar)
+        body = iter(lambda: reader.read(CHUNK_BYTES), b"")
+        try:  # a plain request: the store's signature covers its headers, not our key
+            put = httpx.put(
+                ticket["url"],
+                content=body,
+                headers={"Content-Length": str(size)},
+                timeout=self._http.timeout,
+            )
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if put.status_code >= 300:
+            raise TransferError(None, "the object store refused the upload", put.text[:300])
+        return ticket["file_url"]
+
+    def _upload_chunked(self, upload: IO[bytes], size: int, bar) -> str | None:
+        name = base64.b64encode(_filename(upload).encode()).decode()
+        headers = {**TUS, "Upload-Length": str(size), "Upload-Metadata": f"filename {name}"}
+        created = self._unchecked("POST", "/uploads/tus", headers=headers)
+        if created.status_code in (404, 405):
+            return None  # an older server: the multipart path
+        # Location is absolute, or a path on this server (which may sit under a prefix).
+        location = str(httpx.URL(self.url).join(raise_for_response(created).headers["location"]))
+        offset, failures = 0, 0
+        while True:
+            upload.seek(offset)
+            chunk = upload.read(CHUNK_BYTES) if offset < size else b""
+            headers = {
+                **TUS,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            }
+            try:
+                response = self.request("PATCH", location, content=chunk, headers=headers)
+            except (Unreachable, ServerError, Conflict) as exc:
+                failures += 1
+                if failures > CHUNK_RETRIES:
+                    raise
+                time.sleep(min(0.5 * 2**failures, 8.0))
+                offset, file_url = self._uploaded(location, exc)  # resume where the server is
+                if file_url is not None:
+                    return file_url
+                bar.reset()
+                bar.update(offset)
+                continue
+            failures = 0
+            bar.update(int(response.headers["upload-offset"]) - offset)
+            offset = int(response.headers["upload-offset"])
+            if offset >= size:
+                return response.headers["upload-file-url"]
+
+    def _uploaded(self, location: str, cause: Exception) -> tuple[int, str | None]:
+        """(bytes the server has, the file_url once complete), after a failed chunk."""
+        try:
+            head = self.request("HEAD", location, headers=TUS)
+        except PixyzError:
+            raise cause from None
+        return int(head.headers["upload-offset"]), head.headers.get("upload-file-url")
 
     def batch(
         self,

@@ -46,6 +46,10 @@ class NotFound(PixyzError):
     """404: no such job, process or output file."""
 
 
+class Conflict(PixyzError):
+    """409: the request does not fit the resource's state (a chunk at the wrong offset)."""
+
+
 class PayloadTooLarge(PixyzError):
     """413: the upload is over the server's size limit."""
 
@@ -91,6 +95,7 @@ _BY_CODE: dict[int, type[PixyzError]] = {
     401: AuthError,
     403: Forbidden,
     404: NotFound,
+    409: Conflict,
     413: PayloadTooLarge,
     422: BadRequest,
     425: TooEarly,

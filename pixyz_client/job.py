@@ -1,13 +1,15 @@
 """`Job`: one job on the server: follow it, read its result, fetch its files, cancel it.
 
 A `Job` is a handle (the client and the job's uuid); every method asks the
-server. `wait()` polls until the job ends, drawing a bar with its progress and
-current step. Downloads stream to a `.part` file beside the destination, are
+server. `wait()` follows the job's event stream (`GET /jobs/{uuid}/events`,
+Server-Sent Events) until it ends, drawing a bar with its progress and current
+step; against a server without that route (404/405) it polls instead. Downloads stream to a `.part` file beside the destination, are
 checked against the announced length, and only then take the destination's name.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import tempfile
@@ -17,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pixyz_client.errors import JobFailed, TooEarly, TransferError, WaitTimeout
+from pixyz_client.errors import (
+    JobFailed,
+    NotFound,
+    PixyzError,
+    TooEarly,
+    TransferError,
+    Unreachable,
+    WaitTimeout,
+)
 from pixyz_client.progress import byte_bar, job_bar
 
 if TYPE_CHECKING:
@@ -95,39 +105,86 @@ class Job:
         *,
         raise_on_failure: bool = False,
     ) -> dict[str, Any]:
-        """Poll until the job ends and return its final details.
+        """Follow the job until it ends and return its final details.
 
-        With `progress`, a bar on stderr shows the percent done, the status and the
-        current step. `poll` is the longest pause between requests (seconds);
-        `timeout` raises `WaitTimeout` (the job keeps running). A job that ends
-        FAILURE or REVOKED is returned like any other unless `raise_on_failure`,
-        which raises `JobFailed` carrying the job's error.
+        The job's event stream tells each change as it happens (one connection, no
+        polling); a server without it is polled instead, `poll` being the longest
+        pause between requests (seconds). With `progress`, a bar on stderr shows the
+        percent done, the status and the current step. `timeout` raises `WaitTimeout`
+        (the job keeps running). A job that ends FAILURE or REVOKED is returned like
+        any other unless `raise_on_failure`, which raises `JobFailed` carrying the
+        job's error.
         """
         show = self.client.show_progress(progress)
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(FIRST_POLL, poll)
         with job_bar(show) as bar:
-            while True:
-                # The bar shows the current step, which only the details carry.
-                state = self.details() if show else self.state()
-                bar.show_job(state)
-                if state["status"] in FINAL:
-                    break
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise WaitTimeout(
-                            None,
-                            f"job {self.uuid} did not end within {timeout:g} s",
-                            f"still {state['status']} at {state.get('progress') or 0}%",
-                        )
-                    delay = min(delay, remaining)
-                time.sleep(delay)
-                delay = min(delay * 2, poll)
-        details = state if show else self.details()
+            state = self._follow_events(bar, deadline, timeout)
+            if state is None:
+                state = self._poll(bar, show, poll, deadline, timeout)
+        details = state if "steps" in state and state["status"] in FINAL else self.details()
         if raise_on_failure and details["status"] != "SUCCESS":
             raise JobFailed(self.uuid, details["status"], details.get("error"), details)
         return details
+
+    def events(self, since: int = 0, read_timeout: float | None = None):
+        """The job's events as `(id, kind, data)`: `status`, `progress`, `step`, then `end`
+        (id None) with the final short state, after which the iterator stops. Raises
+        `NotFound` for an unknown job, or against a server without the event stream."""
+        timeout = None if read_timeout is None else _read_timeout(self.client, read_timeout)
+        with self.client.stream(
+            "GET", f"{self._path}/events", params={"since": since}, timeout=timeout
+        ) as response:
+            for event_id, kind, data in _server_sent_events(response):
+                yield event_id, kind, data
+                if kind == "end":
+                    return
+
+    def _follow_events(self, bar, deadline: float | None, timeout: float | None):
+        """The final short state by the event stream; None when the server has none."""
+        view: dict[str, Any] = {"uuid": self.uuid, "status": "SENT", "progress": None, "steps": []}
+        read = None if deadline is None else max(0.1, deadline - time.monotonic())
+        if read is not None:
+            read = min(read, self.client.timeout)
+        try:
+            for _, kind, data in self.events(read_timeout=read):
+                if kind == "end":
+                    return data
+                if kind == "status":
+                    view["status"] = data["status"]
+                elif kind == "progress":
+                    view["progress"] = data["progress"]
+                elif kind == "step":
+                    view["steps"] = [data]
+                bar.show_job(view)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _timed_out(self.uuid, timeout, view)
+        except NotFound:
+            return None  # an older server (or no such job: polling says which)
+        except PixyzError as exc:
+            if exc.code == 405:
+                return None
+            if not isinstance(exc, Unreachable):
+                raise
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _timed_out(self.uuid, timeout, view) from None
+            return None  # the stream broke (a proxy cut it): poll the rest of the way
+        return None  # the stream ended without `end`
+
+    def _poll(self, bar, show: bool, poll: float, deadline, timeout) -> dict[str, Any]:
+        delay = min(FIRST_POLL, poll)
+        while True:
+            # The bar shows the current step, which only the details carry.
+            state = self.details() if show else self.state()
+            bar.show_job(state)
+            if state["status"] in FINAL:
+                return state
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _timed_out(self.uuid, timeout, state)
+                delay = min(delay, remaining)
+            time.sleep(delay)
+            delay = min(delay * 2, poll)
 
     def cancel(self) -> dict[str, Any]:
         """Cancel the job (status REVOKED); `BadRequest` when it had already finished."""
@@ -217,6 +274,42 @@ class Job:
 
     def _bars(self, progress: bool | None) -> bool:
         return self.client.show_progress(progress)
+
+
+def _timed_out(uuid: str, timeout: float | None, state: dict[str, Any]) -> WaitTimeout:
+    return WaitTimeout(
+        None,
+        f"job {uuid} did not end within {timeout:g} s",
+        f"still {state['status']} at {state.get('progress') or 0}%",
+    )
+
+
+def _read_timeout(client: Client, seconds: float):
+    import httpx
+
+    # The server sends a `: ping` every 15 s: a longer silence is a broken stream.
+    return httpx.Timeout(client.timeout, connect=min(client.timeout, 10.0), read=seconds)
+
+
+def _server_sent_events(response: httpx.Response):
+    """`(id or None, event, data as JSON)` of each event of a text/event-stream body."""
+    event_id, kind, data = None, "message", []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield event_id, kind, json.loads("\n".join(data))
+            event_id, kind, data = None, "message", []
+            continue
+        if line.startswith(":"):
+            continue  # a keep-alive comment
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "id":
+            event_id = int(value) if value.isdigit() else None
+        elif field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
 
 
 def _destination(dest: PathArg | None, default_name: str) -> Path:

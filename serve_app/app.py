@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error bodies, auth'd docs, metrics — no Ray code.
+"""The FastAPI application: routers, error bodies, auth'd docs, metrics, the web console — no Ray code.
 
 `build_app(settings, store)` is called once per replica (by the Serve
 deployment) with explicit settings and a JobStore client; tests can call it
@@ -24,6 +24,8 @@ from serve_app.routers import (
     outputs,
     processes,
     root,
+    tus,
+    ui,
     uploads,
 )
 from tasks.processes import discover
@@ -54,10 +56,12 @@ def build_app(settings: Settings, store) -> FastAPI:
     app.state.http_metrics = HttpMetrics(store)
 
     install_handlers(app)
-    for module in (root, processes, formats, jobs, outputs, backend, metrics, uploads):
+    for module in (root, processes, formats, jobs, outputs, backend, metrics, uploads, tus):
         app.include_router(module.router)
     if settings.dev_routes:
         app.include_router(dev.router)
+    if settings.ui:
+        ui.mount(app)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(key_unless_open)])
     async def openapi_schema() -> JSONResponse:
@@ -72,9 +76,9 @@ def build_app(settings: Settings, store) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["x-api-key", "content-type"],
-            expose_headers=["content-disposition", "retry-after"],
+            allow_methods=["GET", "POST", "DELETE", "HEAD", "PATCH"],
+            allow_headers=["x-api-key", "content-type", "last-event-id", *tus.REQUEST_HEADERS],
+            expose_headers=["content-disposition", "retry-after", *tus.RESPONSE_HEADERS],
             max_age=600,
         )
     return app

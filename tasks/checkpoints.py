@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 from tasks import records
 from tasks.storage import Storage
@@ -44,6 +45,9 @@ class JobCheckpoints:
         self._view_gen = 0  # changes of `index`, what the API lists
         self._list_cache: tuple[int, bytes] | None = None
         self._failing: set[str] = set()  # jobs whose last write failed (logged once each)
+        # Told of every change and deletion (the store's JobEvents): (job id, record) / (job id).
+        self.on_change: Callable[[str, dict], None] | None = None
+        self.on_forget: Callable[[str], None] | None = None
 
     # -- reload -----------------------------------------------------------------------
 
@@ -115,10 +119,14 @@ class JobCheckpoints:
         """A new job: listed (in memory and in the index) once `persist` has written it."""
         self.jobs[record["uuid"]] = record
         self._versions[record["uuid"]] = 1
+        if self.on_change is not None:
+            self.on_change(record["uuid"], record)
 
     def changed(self, job_id: str) -> None:
         """Note that the record changed (call `persist` to write it)."""
         self._versions[job_id] = self._versions.get(job_id, 0) + 1
+        if self.on_change is not None:
+            self.on_change(job_id, self.jobs[job_id])
         entry = records.index_entry(self.jobs[job_id])
         if job_id in self.index and self.index[job_id] != entry:
             self.index[job_id] = entry
@@ -219,6 +227,8 @@ class JobCheckpoints:
         for table in (self._locks, self._versions, self._saved):
             table.pop(job_id, None)
         self._failing.discard(job_id)
+        if self.on_forget is not None:
+            self.on_forget(job_id)
         await asyncio.to_thread(self.storage.delete, self.storage.job_path(job_id), True)
 
     async def forget(self, job_id: str) -> None:

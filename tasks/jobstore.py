@@ -30,6 +30,7 @@ import ray
 from tasks import records
 from tasks.checkpoints import JobCheckpoints
 from tasks.deliveries import Deliveries
+from tasks.job_events import JobEvents
 from tasks.job_metrics import JobMetrics
 from tasks.metrics import ServiceMetrics
 from tasks.processes import discover
@@ -39,6 +40,8 @@ from tasks.scheduling import Scheduler
 from tasks.settings import Settings
 from tasks.storage import Storage
 from tasks.supervision import Supervisor
+
+STORE_CONCURRENCY = 20_000
 
 
 def get_or_create_store(settings: Settings):
@@ -52,7 +55,17 @@ def get_or_create_store(settings: Settings):
         max_task_retries=-1,
         num_cpus=0,
         resources={"node:__internal_head__": 0.001},
+        # Each open `GET /jobs/{uuid}/events` stream keeps one call waiting here (an idle
+        # coroutine); Ray's default of 1,000 concurrent calls would let streams starve the rest.
+        max_concurrency=STORE_CONCURRENCY,
     ).remote(settings.model_dump(mode="json"))
+
+
+def _settled(record: dict) -> bool:
+    """Finished, and its details will not change any more (a callback still to come would)."""
+    if record["status"] not in records.TERMINAL:
+        return False
+    return not record["config"].get("callback_url") or record.get("callback") is not None
 
 
 @ray.remote
@@ -64,6 +77,9 @@ class JobStore:
         self.storage = Storage(s.storage, s.storage_options)
         self.metrics = ServiceMetrics()
         self.checkpoints = JobCheckpoints(self.storage)
+        self.events = JobEvents()
+        self.checkpoints.on_change = self.events.observe
+        self.checkpoints.on_forget = self.events.forget
         cluster = RayCluster()
         self.job_metrics = JobMetrics(self.metrics)
         self.scheduler = Scheduler(s, self.checkpoints.jobs, cluster.resources)
@@ -129,7 +145,29 @@ class JobStore:
     async def details(self, job_id: str) -> dict | None:
         self._ensure_started()
         record = await self.checkpoints.full_record(job_id)
-        return None if record is None else records.details(record)
+        if record is None:
+            return None
+        # `owner` and `settled` are for the replicas' cache of finished jobs (the API drops them).
+        return records.details(record) | {"owner": record.get("owner"), "settled": _settled(record)}
+
+    async def events_since(self, job_id: str, since: int, timeout: float) -> dict | None:
+        """Long poll for `GET /jobs/{uuid}/events`: `{"events": [...], "short": short state}`
+        with the job's events numbered above `since`, waiting up to `timeout` s for one
+        (no thread is held meanwhile: the actor is asyncio-based)."""
+        self._ensure_started()
+        record = await self.checkpoints.full_record(job_id)
+        if record is None:
+            return None
+        events = await self.events.wait(job_id, record, since, timeout)
+        if job_id not in self.checkpoints.index:
+            return None  # deleted while the client waited
+        return {"events": events, "short": records.short_state(record)}
+
+    async def changed_after_end(self, epoch: str | None, since: int, timeout: float) -> dict:
+        """Long poll of the jobs changed or deleted after they finished (`JobEvents.after_end`):
+        what the API replicas drop from their caches of finished jobs."""
+        self._ensure_started()
+        return await self.events.after_end(epoch, since, timeout)
 
     async def task_meta(self, job_id: str) -> dict | None:
         self._ensure_started()

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     """Serve `POST/GET /dev/callback`, a callback receiver for trying integrations (keeps the
     last payloads in each replica's memory). Off: those routes are 404."""
 
+    ui: bool = True
+    """Serve the web console at `/ui` (static pages that call the API with the key the user
+    enters; no power of their own). Off: `/ui` is 404."""
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins (e.g. `https://viewer.example.com`) whose browser pages may call the API; `*` for
     any. Empty (the default): no CORS headers, so only same-origin pages can. Env: comma-separated."""

@@ -28,6 +28,8 @@ from typing import IO, Any
 import fsspec
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+MERGE_PART_BYTES = 5 * 1024 * 1024  # S3's smallest multipart part (all but the last)
+STAGING_BLOCK_BYTES = 8 * 1024 * 1024
 
 
 class StorageError(Exception):
@@ -121,6 +123,12 @@ class Storage:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=recursive)
 
+    def move(self, source: str, target: str) -> None:
+        """Rename an object (local: making the target's folder first)."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        self.fs.mv(source, target)
+
     def put_file(self, local_path: str | Path, path: str) -> None:
         """Upload one local file (atomic on object stores; local: copy then rename)."""
         if self.is_local:
@@ -151,6 +159,64 @@ class Storage:
         """A URL a client can PUT the object to without passing through the API; the
         signature covers `Content-Length`, so the store refuses a body of another size."""
         return self.fs.url(path, expires=expires, client_method="put_object", ContentLength=size)
+
+    # -- chunked uploads (tus, `serve_app/routers/tus.py`) ------------------------------
+    # A staging folder per upload: local storage appends to one `data` file; object
+    # stores keep each chunk as a `part-<offset>` object and join them at the end:
+    # S3 by a server-side multipart copy when every part but the last is ≥ 5 MiB,
+    # else (and on other stores) by copying them into the target a block at a time.
+
+    def staged_size(self, folder: str) -> int:
+        """Bytes received so far by the chunked upload staged in `folder`."""
+        if self.is_local:
+            data = posixpath.join(folder, "data")
+            return os.path.getsize(data) if os.path.exists(data) else 0
+        found = self.fs.find(folder, detail=True) if self.fs.exists(folder) else {}
+        return sum(
+            int(info["size"])
+            for path, info in found.items()
+            if posixpath.basename(path).startswith("part-")
+        )
+
+    def stage_chunk(self, folder: str, offset: int, data: bytes | bytearray) -> None:
+        """Write `data` at `offset` of the staged upload (the caller checked the offset)."""
+        if self.is_local:
+            path = posixpath.join(folder, "data")
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "r+b" if os.path.exists(path) else "wb") as f:
+                f.seek(offset)
+                f.write(data)
+                f.truncate()
+        else:
+            self.fs.pipe_file(posixpath.join(folder, f"part-{offset:020d}"), bytes(data))
+
+    def finish_staged(self, folder: str, target: str) -> None:
+        """Publish the staged upload as one object at `target` and drop its chunks."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            data = posixpath.join(folder, "data")
+            if not os.path.exists(data):  # an empty file: no chunk was ever sent
+                Path(data).touch()
+            os.replace(data, target)
+            return
+        found = self.fs.find(folder, detail=True)
+        parts = sorted(p for p in found if posixpath.basename(p).startswith("part-"))
+        if len(parts) == 1:
+            self.fs.mv(parts[0], target)
+        elif not parts:
+            self.fs.pipe_file(target, b"")
+        elif hasattr(self.fs, "merge") and all(
+            int(found[p]["size"]) >= MERGE_PART_BYTES for p in parts[:-1]
+        ):
+            self.fs.merge(target, parts)  # S3: a server-side multipart copy
+        else:  # copied through here, a block at a time
+            with self.fs.open(target, "wb", block_size=STAGING_BLOCK_BYTES) as out:
+                for part in parts:
+                    with self.fs.open(part, "rb", block_size=STAGING_BLOCK_BYTES) as f:
+                        while block := f.read(STAGING_BLOCK_BYTES):
+                            out.write(block)
+        if len(parts) > 1:
+            self.fs.rm(parts)
 
     def uploads_older_than(self, seconds: float) -> list[str]:
         """Objects under `uploads/` (presigned uploads no job claimed) older than `seconds`."""

@@ -166,6 +166,7 @@ def private_service(ray_cluster, tmp_path):
     import ray
 
     for store in made:
+        store.close()
         ray.kill(store.handle, no_restart=True)
 
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import uuid as uuid_lib
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from serve_app.auth import authenticate, require_key, require_role
-from serve_app.errors import ApiError, documented
+from serve_app.errors import ApiError, documented, documented_as_json
 from serve_app.job_request import JobConfig, build_config, parse_json_object
 from serve_app.models import JobDetails, JobList, JobShort
 from serve_app.multipart_stream import stream_form
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
 
 MAX_SCRIPT_BYTES = 1024 * 1024
+KEEPALIVE_SECONDS = 15.0
+"""Longest silence on an events stream: a `: ping` comment is sent after it (proxies cut idle streams)."""
 _UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}/(?!\.\.?$)[^/\\\x00-\x1f\x7f]+$")
 
 JOB_FORM_SCHEMA = {
@@ -234,7 +237,7 @@ def _check_params(spec, params: dict) -> list[str]:
 
 
 def _claim_upload(storage, settings, job_id: str, file_url: str) -> str:
-    """Move an object uploaded through a presigned URL into the job's inputs."""
+    """Move an object uploaded through a presigned URL or in chunks into the job's inputs."""
     if not _UPLOAD_KEY.match(file_url):
         raise ApiError(400, "file_url must be the 'file_url' value returned by POST /uploads")
     source = storage.path(file_url)
@@ -250,7 +253,7 @@ def _claim_upload(storage, settings, job_id: str, file_url: str) -> str:
             f"the uploaded file has {size:,} bytes, over this server's limit of {limit:,} bytes",
         )
     filename = file_url.rsplit("/", 1)[1]
-    storage.fs.mv(source, storage.job_path(job_id, "inputs", filename))
+    storage.move(source, storage.job_path(job_id, "inputs", filename))
     return filename
 
 
@@ -289,3 +292,64 @@ async def cancel_job(job_uuid: UUID, request: Request) -> JobShort:
 async def job_details(job_uuid: UUID, request: Request) -> JobDetails:
     details = await request.app.state.store.for_job("details", job_uuid, authenticate(request))
     return JobDetails(**details)
+
+
+@router.get(
+    "/{job_uuid}/events",
+    response_class=StreamingResponse,
+    responses={
+        **documented_as_json(400, 401, 404, 422),
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: `status`, `progress` and `step` events, then `end`",
+        },
+    },
+    summary="Follow a job: its status, progress and steps as Server-Sent Events until it ends.",
+)
+async def job_events(
+    job_uuid: UUID,
+    request: Request,
+    since: int | None = Query(
+        None, ge=0, description="Resume after this event id (else the Last-Event-ID header)"
+    ),
+) -> StreamingResponse:
+    store = request.app.state.store
+    await store.for_job("get", job_uuid, authenticate(request))  # 404: unknown, or not yours
+    if since is None:
+        since = _last_event_id(request.headers.get("last-event-id"))
+    job_id = str(job_uuid)
+
+    async def stream():
+        sent = since
+        while True:
+            answer = await store.call("events_since", job_id, sent, KEEPALIVE_SECONDS)
+            if answer is None:  # deleted meanwhile (retention)
+                yield _sse("end", {"uuid": job_id, "status": records.UNKNOWN, "deleted": True})
+                return
+            for event in answer["events"]:
+                yield _sse(event["event"], event["data"], event["id"])
+                sent = event["id"]
+            if answer["short"]["status"] in records.TERMINAL:
+                yield _sse("end", answer["short"])
+                return
+            if not answer["events"]:
+                yield b": ping\n\n"
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+def _last_event_id(header: str | None) -> int:
+    if header is None or not header.strip():
+        return 0
+    if not header.strip().isdigit():
+        raise ApiError(400, f"Last-Event-ID must be an event id (a number), not {header[:40]!r}")
+    return int(header.strip())
+
+
+def _sse(kind: str, data: dict, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n".encode()

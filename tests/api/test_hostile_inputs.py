@@ -322,7 +322,7 @@ def test_hostile_archive_fails_the_job_cleanly(client, service, filename, make, 
 # -- path traversal in every path parameter ---------------------------------------------------
 
 # The path parameters this file attacks; a new one fails test_every_path_parameter_is_attacked.
-ATTACKED_PATH_PARAMETERS = {"job_uuid", "file_path", "process_name"}
+ATTACKED_PATH_PARAMETERS = {"job_uuid", "file_path", "process_name", "upload_id"}
 
 
 def test_every_path_parameter_is_attacked(client):
@@ -361,7 +361,8 @@ def test_path_traversal_in_job_uuid_of_every_route(client, service):
         if "{job_uuid}" in path
         for method in operations
     ]
-    assert len(routes) == 7, routes  # GET+DELETE job, details, outputs, archive, file, task meta
+    # GET+DELETE job, details, events, outputs, archive, file, task meta
+    assert len(routes) == 8, routes
     with beside_a_healthy_job(client) as job_id:
         for method, path in routes:
             for segment, (code, words) in job_uuid_variants(job_id):
@@ -407,6 +408,33 @@ def test_path_traversal_in_output_file_path(client, service, finished_job):
         assert ok.status_code == 200 and ok.content[:4] == b"glTF"
         missing = raw_request(service, "GET", f"/jobs/{finished_job}/outputs/state.json")
         assert "has no output 'state.json'" in error_of(missing, 404)
+
+
+UPLOAD_ID_VARIANTS = [
+    ("..", (404, "no upload ..")),
+    ("%2e%2e", (404, "no upload ..")),
+    ("..%2F..%2Fstate%2Findex.json", NO_ROUTE),
+    ("%2Fetc%2Fpasswd", NO_ROUTE),
+    ("..%5C..%5Cstate", (404, "no upload ..\\..\\state")),
+    ("0" * 32 + "%00", (404, "no upload ")),
+    ("tus-" + "0" * 28, (404, "no upload tus-")),
+    ("0" * 32, (404, "no upload " + "0" * 32)),
+]
+
+
+def test_path_traversal_in_upload_id(service, client):
+    """A chunked upload's id is 32 hex digits naming its staging folder, or a 404."""
+    chunk = {
+        "Tus-Resumable": "1.0.0",
+        "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream",
+    }
+    with beside_a_healthy_job(client):
+        for segment, (code, words) in UPLOAD_ID_VARIANTS:
+            target = f"/uploads/tus/{segment}"
+            patched = raw_request(service, "PATCH", target, b"x", chunk)
+            assert words in error_of(patched, code), target
+            assert raw_request(service, "HEAD", target).status_code == 404, target
 
 
 PROCESS_NAME_VARIANTS = [

@@ -62,6 +62,7 @@ MINIMUM_ROLE = {
     ("GET", "/jobs/{job_uuid}"): "read",
     ("DELETE", "/jobs/{job_uuid}"): "submit",
     ("GET", "/jobs/{job_uuid}/details"): "read",
+    ("GET", "/jobs/{job_uuid}/events"): "read",
     ("GET", "/jobs/{job_uuid}/outputs"): "read",
     ("GET", "/jobs/{job_uuid}/outputs/archive"): "read",
     ("GET", "/jobs/{job_uuid}/outputs/{file_path}"): "read",
@@ -69,6 +70,8 @@ MINIMUM_ROLE = {
     ("POST", "/dev/callback"): "read",  # or no key and a valid X-Pixyz-Signature
     ("GET", "/dev/callback"): "admin",  # callbacks of every key's jobs
     ("POST", "/uploads"): "submit",
+    ("POST", "/uploads/tus"): "submit",
+    ("PATCH", "/uploads/tus/{upload_id}"): "submit",  # HEAD too (the matrix skips HEADs)
 }
 OPEN_OPERATIONS = sorted(op for op, role in MINIMUM_ROLE.items() if role == OPEN)
 JOB_OPERATIONS = sorted(op for op in MINIMUM_ROLE if "{job_uuid}" in op[1])
@@ -222,13 +225,42 @@ def call(roles, app, operation, caller: str, job_id: str | None = None):
             job_id = job.json()["uuid"]  # a running job of its own to cancel
         else:
             job_id = roles.jobs[owner]
-    path = template.format(job_uuid=job_id, file_path=OUTPUT, process_name="api_test")
+    upload_id = uuid.uuid4().hex
+    if "{upload_id}" in template and allowed(operation, caller):
+        upload_id = new_upload(client_for(app, caller))  # one of its own to add to
+    path = template.format(
+        job_uuid=job_id, file_path=OUTPUT, process_name="api_test", upload_id=upload_id
+    )
+    tus = {"Tus-Resumable": "1.0.0"}
     body = {
         ("POST", "/jobs"): {"data": {"process": "api_test"}},
         ("POST", "/uploads"): {"json": {"filename": "big.step", "size": 1000}},
+        ("POST", "/uploads/tus"): {
+            "headers": {**tus, "Upload-Length": "5", "Upload-Metadata": "filename YS5zdGw="}
+        },
+        ("PATCH", "/uploads/tus/{upload_id}"): {
+            "content": b"hello",
+            "headers": {
+                **tus,
+                "Upload-Offset": "0",
+                "Content-Type": "application/offset+octet-stream",
+            },
+        },
         ("POST", "/dev/callback"): {"json": {"infos": {"status": "SUCCESS"}}},
     }.get(operation, {})
     return client_for(app, caller).request(method, path, **body), job_id
+
+
+def new_upload(client) -> str:
+    """A chunked upload of 5 bytes, nothing sent yet; its id."""
+    headers = {
+        "Tus-Resumable": "1.0.0",
+        "Upload-Length": "5",
+        "Upload-Metadata": "filename YS5zdGw=",
+    }
+    created = client.post("/uploads/tus", headers=headers)
+    assert created.status_code == 201, created.text
+    return created.headers["location"].rsplit("/", 1)[1]
 
 
 def assert_error(response, code: int, details: str):
@@ -251,6 +283,19 @@ def assert_success(operation, response, job_id):
     if operation == ("POST", "/uploads"):  # local storage: no presigned URLs, said by the handler
         assert response.status_code == 400, response.text
         assert "cannot take direct uploads" in response.json()["detail"]["details"]
+        return
+    if operation == ("POST", "/uploads/tus"):
+        assert response.status_code == 201, response.text
+        assert response.headers["location"].startswith("/uploads/tus/")
+        return
+    if operation == ("PATCH", "/uploads/tus/{upload_id}"):
+        assert response.status_code == 204, response.text
+        assert response.headers["upload-file-url"].endswith("/a.stl")
+        return
+    if path == "/jobs/{job_uuid}/events":
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert "event: end" in response.text and '"status": "SUCCESS"' in response.text
         return
     assert response.status_code == 200, response.text
     if path == "/":

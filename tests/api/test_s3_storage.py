@@ -150,3 +150,72 @@ def test_local_storage_says_it_cannot_presign(client):
     response = client.post("/uploads", json={"filename": "a.step", "size": 10})
     assert response.status_code == 400
     assert "POST /jobs" in response.json()["detail"]["details"]
+
+
+@pytest.mark.parametrize("chunk", [1024 * 1024, 5 * 1024 * 1024], ids=["copied", "merged"])
+def test_a_chunked_upload_lands_in_the_bucket_and_feeds_a_job(s3_client, chunk):
+    import base64
+    import os
+
+    payload = os.urandom(11 * 1024 * 1024 + 7)
+    tus = {"Tus-Resumable": "1.0.0"}
+    name = base64.b64encode(b"big.bin").decode()
+    created = s3_client.post(
+        "/uploads/tus",
+        headers={**tus, "Upload-Length": str(len(payload)), "Upload-Metadata": f"filename {name}"},
+    )
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+    assert location.startswith("/s3/uploads/tus/")  # under the application's route prefix
+    location = location.removeprefix("/s3")
+    for offset in range(0, len(payload), chunk):
+        response = s3_client.patch(
+            location,
+            content=payload[offset : offset + chunk],
+            headers={
+                **tus,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        assert response.status_code == 204, response.text
+    assert s3_client.head(location, headers=tus).headers["upload-offset"] == str(len(payload))
+    job = s3_client.post(
+        "/jobs",
+        data={"process": "custom", "file_url": response.headers["upload-file-url"]},
+        files={"script": ("script.py", SCRIPT.encode())},
+    )
+    assert job.status_code == 200, job.text
+    assert wait_for(s3_client, job.json()["uuid"])["status"] == "SUCCESS"
+    details = s3_client.get(f"/jobs/{job.json()['uuid']}/details").json()
+    assert details["result"] == {"size": len(payload)}
+    output = s3_client.get(f"/jobs/{job.json()['uuid']}/outputs/out/reversed.bin")
+    assert output.content == payload[::-1]  # the job read every byte, in order
+
+
+def test_the_sdk_puts_large_files_straight_into_the_bucket(s3_service, monkeypatch, tmp_path):
+    import hashlib
+    import os
+
+    import pixyz_client.client as sdk_client
+    from pixyz_client import Client
+
+    service, _ = s3_service
+    monkeypatch.setattr(sdk_client, "CHUNKED_UPLOAD_BYTES", 1024 * 1024)
+    patched = []
+    real = Client.request
+    monkeypatch.setattr(
+        Client,
+        "request",
+        lambda self, method, path, **kw: patched.append(method) or real(self, method, path, **kw),
+    )
+    model = tmp_path / "big.bin"
+    model.write_bytes(os.urandom(3 * 1024 * 1024 + 1))
+    with Client(service.url + "/s3", API_KEY, progress=False) as sdk:
+        job = sdk.submit("custom", file=model, script=SCRIPT.encode())
+        assert job.wait()["result"] == {"size": model.stat().st_size}
+        reversed_back = job.download("out/reversed.bin", tmp_path / "r.bin").read_bytes()
+    assert (
+        hashlib.sha256(reversed_back[::-1]).digest() == hashlib.sha256(model.read_bytes()).digest()
+    )
+    assert "PATCH" not in patched  # the presigned PUT, not the chunked path
