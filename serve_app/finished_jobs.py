@@ -7,6 +7,9 @@ does on the store's answer. What can still change after the end is handled so:
 
 - details are cached only once `settled` (the store says no callback is still to
   be delivered; the `callback` detail is the one field that changes after the end);
+- nothing is cached before the store says its final state is `saved` on storage: a
+  SUCCESS held only in memory (storage full) is undone by a store restart, which runs
+  the job again;
 - a job deleted by retention, or changed after its end, is dropped when the
   store's after-end feed names it (`JobStore.changed_after_end`, long-polled by
   one background thread per replica: one pending call, not one per poll);
@@ -59,8 +62,8 @@ class FinishedJobs:
 
     def keep_short(self, job_id: str, short: dict) -> None:
         """Remember the store's short answer (with `owner`) if the job has finished."""
-        if short.get("status") not in records.TERMINAL:
-            return
+        if short.get("status") not in records.TERMINAL or not short.get("saved", True):
+            return  # a final state not yet on storage: a store restart would run the job again
         with self._lock:
             entry = self._entries.get(job_id)
             if entry is not None and entry[1].get("status") == short["status"]:
@@ -73,6 +76,8 @@ class FinishedJobs:
         """Remember the store's details (with `owner` and `settled`) once nothing in them can change."""
         if details.get("status") not in records.TERMINAL or not details.get("settled"):
             return
+        if not details.get("saved", True):
+            return  # only in the store's memory so far (storage full or failing)
         short = {key: details.get(key) for key in records.SHORT_FIELDS}
         short["owner"] = details.get("owner")
         with self._lock:

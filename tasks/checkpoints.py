@@ -181,6 +181,10 @@ class JobCheckpoints:
         self.changed(job_id)
         return await self.save(job_id)
 
+    def is_saved(self, job_id: str) -> bool:
+        """Whether the job's latest change is on storage (a restart would find it as it is)."""
+        return self._saved.get(job_id, -1) >= self._versions.get(job_id, 0)
+
     def unsaved(self) -> list[str]:
         """Jobs whose latest change has not reached storage."""
         return [j for j, v in self._versions.items() if self._saved.get(j, -1) < v]

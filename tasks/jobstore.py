@@ -140,15 +140,25 @@ class JobStore:
         entry = self.checkpoints.index.get(job_id)
         if entry is None:
             return None
-        return {**{k: entry[k] for k in records.SHORT_FIELDS}, "owner": entry.get("owner")}
+        # `owner` and `saved` are for the replicas' cache of finished jobs (the API drops them)
+        return {
+            **{k: entry[k] for k in records.SHORT_FIELDS},
+            "owner": entry.get("owner"),
+            "saved": self.checkpoints.is_saved(job_id),
+        }
 
     async def details(self, job_id: str) -> dict | None:
         self._ensure_started()
         record = await self.checkpoints.full_record(job_id)
         if record is None:
             return None
-        # `owner` and `settled` are for the replicas' cache of finished jobs (the API drops them).
-        return records.details(record) | {"owner": record.get("owner"), "settled": _settled(record)}
+        # `owner`, `settled` and `saved` are for the replicas' cache of finished jobs (the API
+        # drops them): a final state only in memory may be undone by a restart (it runs again)
+        return records.details(record) | {
+            "owner": record.get("owner"),
+            "settled": _settled(record),
+            "saved": self.checkpoints.is_saved(job_id),
+        }
 
     async def events_since(self, job_id: str, since: int, timeout: float) -> dict | None:
         """Long poll for `GET /jobs/{uuid}/events`: `{"events": [...], "short": short state}`

@@ -23,7 +23,7 @@ def sdk(service):
 
 
 def test_a_batch_of_models_gives_one_row_per_file_in_order(sdk, tmp_path):
-    not_a_model = tmp_path / "notes.xyz"
+    not_a_model = tmp_path / "notes.dwg"
     not_a_model.write_text("not a model")
     missing = tmp_path / "absent.stl"
     files = [STL, STEP, not_a_model, OFF, missing]
@@ -36,7 +36,7 @@ def test_a_batch_of_models_gives_one_row_per_file_in_order(sdk, tmp_path):
     assert [row["status"] for row in rows[:4]] == ["SUCCESS", "SUCCESS", "FAILURE", "SUCCESS"]
     assert rows[1]["result"]["metadata"]["part_count"] == 2
     assert rows[0]["result"]["metadata"]["polygon_count"] == 1368
-    assert "unsupported format '.xyz'" in rows[2]["error"]
+    assert "unsupported format '.dwg'" in rows[2]["error"]
     # The file that was never sent has no job: pandas shows the missing values as NaN.
     assert table["status"].isna().tolist() == [False] * 4 + [True]
     assert table["uuid"].isna().tolist() == [False] * 4 + [True]

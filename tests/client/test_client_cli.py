@@ -167,10 +167,10 @@ def test_a_failed_job_is_reported_on_stderr_with_its_exit_code(pixyz, script, tm
     assert run.code == 10
     assert re.search(r"Job \[ \S+ \] FAILURE: ValueError: asked to fail", run.err)
 
-    not_a_model = tmp_path / "notes.xyz"
+    not_a_model = tmp_path / "notes.dwg"
     not_a_model.write_text("not a model")
     converted = pixyz("convert", "-i", not_a_model, "--json")
-    assert converted.code == 10 and "unsupported format '.xyz'" in converted.err
+    assert converted.code == 10 and "unsupported format '.dwg'" in converted.err
     assert converted.json()["status"] == "FAILURE" and converted.json()["files"] == []
 
 
