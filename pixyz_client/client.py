@@ -106,11 +106,7 @@ class Client:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raise the server's error as a `PixyzError` subclass."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
-        return raise_for_response(response)
+        return raise_for_response(self._unchecked(method, path, **kwargs))
 
     @contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
@@ -123,9 +119,18 @@ class Client:
             raise self._unreachable(exc) from exc
 
     def _unchecked(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """`request` without turning error answers into exceptions (the caller reads them)."""
+        """`request` without turning error answers into exceptions (the caller reads them).
+
+        A GET or HEAD on a kept-alive connection that the server closed unanswered (the
+        ingress reloading, e.g. HAProxy when a replica is replaced) is sent once more.
+        """
         try:
-            return self._http.request(method, path, **kwargs)
+            try:
+                return self._http.request(method, path, **kwargs)
+            except httpx.RemoteProtocolError:
+                if method.upper() not in ("GET", "HEAD"):
+                    raise
+                return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
 

@@ -72,6 +72,10 @@ def serve_command(args: argparse.Namespace) -> int:
     if not args.address and os.environ.get(SESSION_ENV) != "1":
         return supervise(args.argv, Settings().drain_seconds)
 
+    from serve_app import ingress
+
+    if not args.address:  # on a cluster, the nodes' environment chose it (cluster.yaml)
+        ingress.configure(args.ingress, os.path.abspath(os.path.join(args.ray_temp_dir, "haproxy")))
     from ray import serve
 
     from serve_app.deployment import APP_NAME, app_builder, start_serve
@@ -284,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--dashboard", action="store_true", help="local cluster only: start Ray's dashboard"
+    )
+    serve.add_argument(
+        "--ingress",
+        choices=("haproxy", "proxy"),
+        default=None,
+        help="local cluster only: HTTP ingress, HAProxy or Serve's Python proxy"
+        " (default: $PIXYZ_INGRESS or haproxy)",
     )
     serve.set_defaults(func=serve_command)
     add_commands(parser, commands)  # the client's commands: list, jobs, exec, convert, ...

@@ -27,6 +27,8 @@ os.environ.setdefault(
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from serve_app.ingress import configure as choose_ingress  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 TEST_PROCESSES = Path(__file__).parent / "processes"
@@ -69,6 +71,12 @@ def ray_temp_dir() -> str:
     return tempfile.mkdtemp(prefix="pzrt-")
 
 
+# Ray's session folder for the whole run; Serve's ingress (HAProxy by default, or
+# PIXYZ_INGRESS=proxy) is chosen before anything imports ray.serve.
+RAY_TEMP = ray_temp_dir()
+INGRESS = choose_ingress(state_dir=os.path.join(RAY_TEMP, "haproxy"))
+
+
 @dataclass
 class Service:
     url: str
@@ -91,7 +99,7 @@ def ray_cluster():
         namespace="pixyz",
         num_cpus=2,
         object_store_bytes=256 * 1024**2,
-        temp_dir=ray_temp_dir(),
+        temp_dir=RAY_TEMP,
     )
     yield ray
     ray.shutdown()

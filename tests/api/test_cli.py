@@ -211,3 +211,28 @@ def test_sigterm_to_every_process_stops_promptly(tmp_path, ray_cluster):
     took, alive = _gone_within(proc, descendants, timeout=90)
     assert took < 20, f"took {took:.1f} s to stop"
     assert not alive, f"processes left behind: {[p.cmdline()[:2] for p in alive]}"
+
+
+@pytest.mark.cluster
+def test_serve_falls_back_to_serves_python_proxy(tmp_path, ray_cluster):
+    port = free_port()
+    proc, lines = _start(tmp_path / "storage", port, {"PIXYZ_INGRESS": "proxy"})
+    try:
+        listening = {
+            psutil.Process(conn.pid).name()
+            for conn in psutil.net_connections("tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid
+        }
+        assert listening == {"ray::ProxyActor"}
+        key = lines[-1].split()[2]
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key}, timeout=30
+        ) as client:
+            job = client.post("/jobs", data={"process": "api_test"}).json()
+            for _ in range(300):
+                if client.get(f"/jobs/{job['uuid']}").json()["status"] == "SUCCESS":
+                    break
+                time.sleep(0.1)
+            assert client.get(f"/jobs/{job['uuid']}").json()["status"] == "SUCCESS"
+    finally:
+        assert not _stop(proc)
