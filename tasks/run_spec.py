@@ -30,7 +30,8 @@ class RunSpec:
     inputs: list[str]
     """The names of the job's input files in storage (empty: a job without inputs)."""
     info: dict[str, Any]
-    """What `pc[...]` answers: uuid, name, process, queue, time_limit, attempt, blender_executable."""
+    """What `pc[...]` answers: uuid, name, process, queue, time_limit, attempt,
+    blender_executable, basisu_executable."""
     storage: Storage
     store: Any
     """The JobStore actor handle the runner's progress reports go to."""
@@ -71,6 +72,7 @@ class RunSpec:
                 "time_limit": record["time_limit"],
                 "attempt": record["attempt"],
                 "blender_executable": settings.blender_executable,
+                "basisu_executable": settings.basisu,
             },
             storage=storage,
             store=store,

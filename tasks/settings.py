@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     blender_executable: str = ""
     """Path of a Blender binary for FBX export (optional; without it FBX export says it is unavailable)."""
 
+    basisu: str = ""
+    """Path of Binomial's `basisu` encoder for KTX2 textures (`texture_format: "ktx2"`, the `web`
+    preset); empty: `basisu` on PATH, else the one `scripts/setup.sh` installs in `.tools/`."""
+
     num_replicas: int = 1
     """API replicas (Serve deployments)."""
 

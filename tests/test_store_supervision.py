@@ -308,6 +308,7 @@ def test_each_attempt_gets_a_typed_spec_and_a_script_its_own_uid(tmp_path):
         "time_limit": 60.0,
         "attempt": 1,
         "blender_executable": store.settings.blender_executable,
+        "basisu_executable": store.settings.basisu,
     }
     assert spec.store == "the store's handle" and spec.script_uid is None
     assert set(spec.queue_options) == {"cpu", "gpu", "gpuhigh"}  # CPU fallback: all runnable

@@ -261,7 +261,8 @@ TextureFormat = Annotated[
     Literal["keep", "webp", "ktx2"],
     Field(
         description="glTF texture encoding: `keep`, `webp` (EXT_texture_webp) or `ktx2`"
-        " (KHR_texture_basisu, stays compressed on the GPU)"
+        " (KHR_texture_basisu, stays compressed on the GPU: ETC1S colour maps, UASTC normal"
+        " and data maps, mipmapped; fails on a server without the basisu encoder)"
     ),
 ]
 """`SaveOptions.texture_format`."""

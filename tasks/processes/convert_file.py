@@ -64,6 +64,7 @@ def main(pc, params):
     output_dir = Path(pc.get_output_dir())
     options = SaveOptions(
         blender_executable=pc.get("blender_executable") or None,
+        basisu_executable=pc.get("basisu_executable") or None,
         output_unit=UNITS[p.output_unit] if p.output_unit else None,
         **p.web_save_options(),
     )

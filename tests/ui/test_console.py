@@ -209,6 +209,45 @@ def test_the_viewer_decodes_compressed_gltf(page, service, model, tmp_path):
     assert not page.errors, page.errors
 
 
+def test_the_viewer_shows_our_meshopt_glb_as_the_plain_one(page, service, tmp_path):
+    # What SaveOptions(compression="meshopt") writes (int16 positions, octahedral normals,
+    # 12-bit UVs behind KHR_texture_transform, one meshopt view a kind) through three.js's
+    # GLTFLoader and meshopt decoder: the same meshes and triangles, the same picture.
+    from tasks.steps.io import SaveOptions, load, save
+
+    truck = load(DATA / "glb" / "CesiumMilkTruck.glb")
+    plain, packed = tmp_path / "plain.glb", tmp_path / "packed.glb"
+    save(truck.copy(), plain)
+    save(truck.copy(), packed, SaveOptions(compression="meshopt"))
+    page.route(re.compile(r"^(?!http://127\.0\.0\.1).*"), lambda route: route.abort())
+    page.goto(f"{service.url}/ui/")
+    shown = []
+    for path in (plain, packed):
+        stats = page.evaluate(
+            """async (data) => {
+                const { Viewer } = await import('./viewer.js');
+                document.getElementById('viewer')?.remove();
+                const box = document.createElement('div');
+                box.id = 'viewer';
+                box.style.cssText = 'width:600px;height:400px';
+                document.body.prepend(box);
+                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0)).buffer;
+                return await new Viewer(box).load(bytes);
+            }""",
+            base64.b64encode(path.read_bytes()).decode(),
+        )
+        page.wait_for_timeout(500)
+        shown.append((stats, canvas_image(page)))
+    (plain_stats, plain_image), (packed_stats, packed_image) = shown
+    assert packed_stats == plain_stats, (packed_stats, plain_stats)
+    assert not_blank(packed_image)
+    # quantization moves edges by under a pixel: the pictures differ only there
+    difference = ImageChops.difference(plain_image, packed_image).convert("L")
+    changed = sum(difference.point(lambda v: v > 40).getdata())
+    assert changed < 0.01 * packed_image.width * packed_image.height, changed
+    assert not page.errors, page.errors
+
+
 class PrefixedServer:
     """An app behind a proxy that strips `/some/prefix` (as nginx `proxy_pass .../;` does),
     served by uvicorn on a thread."""
@@ -329,4 +368,47 @@ def test_cancel_from_the_table(page, service, client):
     page.select_option("#status-filter", "REVOKED")
     page.wait_for_selector(f"{row}[data-status=REVOKED]", timeout=30_000)
     assert client.get(f"/jobs/{job['uuid']}").json()["status"] == "REVOKED"
+    assert not page.errors, page.errors
+
+
+def test_the_viewer_shows_our_ktx2_glb_as_the_plain_one(page, service, tmp_path):
+    # What the web preset writes (meshopt geometry, KTX2/Basis textures) through three.js's
+    # KTX2Loader: the same triangles and the picture PNG textures give, so the textures are
+    # neither flipped nor off in colour (a flipped truck texture changes most of the truck).
+    from tasks.steps.io import SaveOptions, basisu, load, save
+
+    if basisu.find_basisu() is None and not os.environ.get("CI"):
+        pytest.skip("no basisu encoder (scripts/setup.sh puts it in .tools/)")
+    truck = load(DATA / "glb" / "CesiumMilkTruck.glb")
+    plain, packed = tmp_path / "plain.glb", tmp_path / "packed.glb"
+    save(truck.copy(), plain, SaveOptions(max_texture_size=512))
+    web = SaveOptions(compression="meshopt", max_texture_size=512, texture_format="ktx2")
+    save(truck.copy(), packed, web)
+    page.route(re.compile(r"^(?!http://127\.0\.0\.1).*"), lambda route: route.abort())
+    page.goto(f"{service.url}/ui/")
+    shown = []
+    for path in (plain, packed):
+        stats = page.evaluate(
+            """async (data) => {
+                const { Viewer } = await import('./viewer.js');
+                document.getElementById('viewer')?.remove();
+                const box = document.createElement('div');
+                box.id = 'viewer';
+                box.style.cssText = 'width:600px;height:400px';
+                document.body.prepend(box);
+                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0)).buffer;
+                const late = new Promise((_, no) => setTimeout(() => no(new Error('no model after 30 s')), 30000));
+                return await Promise.race([new Viewer(box).load(bytes), late]);
+            }""",
+            base64.b64encode(path.read_bytes()).decode(),
+        )
+        page.wait_for_timeout(500)
+        shown.append((stats, canvas_image(page)))
+    (plain_stats, plain_image), (packed_stats, packed_image) = shown
+    assert packed_stats == plain_stats, (packed_stats, plain_stats)
+    assert not_blank(packed_image)
+    # ETC1S and quantization change a few pixels (0.01 %), a flipped texture 10 %
+    difference = ImageChops.difference(plain_image, packed_image).convert("L")
+    changed = sum(difference.point(lambda v: v > 40).getdata())
+    assert changed < 0.01 * packed_image.width * packed_image.height, changed
     assert not page.errors, page.errors

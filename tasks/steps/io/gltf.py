@@ -6,7 +6,9 @@ trimesh cannot: EXT_meshopt_compression buffers (meshoptimizer's decoder). Draco
 textures (KHR_texture_basisu) are transcoded to RGBA with Binomial's basis_universal
 (the `opengl_basisu` package) and handed to trimesh as PNG, so every map survives;
 one that cannot be decoded is skipped with a warning. trimesh keeps no texture
-transforms (KHR_texture_transform), so those are named in the warnings. WebP textures
+transforms (KHR_texture_transform): one that every texture of a material shares (as
+quantized UVs have, from gltfpack or `gltf_web`) is applied to the UVs, any other is
+named in the warnings. WebP textures
 (EXT_texture_webp) and quantized attributes (KHR_mesh_quantization) are turned into what
 trimesh reads. Writing a .gltf splits trimesh's GLB into a JSON file, one .bin and one
 image file per texture, as tools expect to find them. Web packaging on write
@@ -61,13 +63,16 @@ def read_gltf(path: Path, options: LoadOptions) -> Scene:
     transcoded = _transcode_ktx2(document, binary, path, warnings)
     transcoded += _resolve_webp(document)
     _skip_unreadable_images(document, path, warnings)
-    _warn_texture_transforms(document, warnings)
-    # 3. decode meshopt buffers and quantized attributes (trimesh reads neither)
+    # 3. decode meshopt buffers and quantized attributes (trimesh reads neither), and move
+    #    texture transforms into the UVs where one serves a whole material (trimesh reads none)
     decoded = False
-    if _MESHOPT in document.get("extensionsUsed", []) or _normalized_attributes(document):
+    used = document.get("extensionsUsed", [])
+    if _MESHOPT in used or _TEXTURE_TRANSFORM in used or _normalized_attributes(document):
         binary = _flatten_buffers(document, binary, path, extension)
         binary = _dequantize(document, binary)
+        binary = _bake_texture_transforms(document, binary)
         decoded = True
+    _warn_texture_transforms(document, warnings)
     # 4. hand trimesh a plain GLB (or the untouched file)
     resolver = LenientResolver(str(path))
     if decoded or transcoded or warnings:
@@ -159,11 +164,19 @@ def _export_glb(scene: Scene, options: SaveOptions, meshopt: bool = True) -> byt
     document, binary = split_glb(data)
     views = gltf_web.unpack(document, binary)
     if textures:
-        gltf_web.process_textures(document, views, options.max_texture_size, options.texture_format)
+        gltf_web.process_textures(
+            document,
+            views,
+            options.max_texture_size,
+            options.texture_format,
+            options.basisu_executable,
+        )
     if options.compression == "meshopt":
         gltf_web.optimize_vertex_order(document, views)
     if quantize:
-        gltf_web.quantize(document, views, scene.warnings)
+        # normals for meshopt as its OCTAHEDRAL filter input (compressed here or in write_gltf)
+        octahedral = options.compression == "meshopt"
+        gltf_web.quantize(document, views, scene.warnings, octahedral=octahedral)
     if compress:
         gltf_web.compress_meshopt(document, views)
     return pack_glb(document, gltf_web.pack(document, views))
@@ -398,6 +411,92 @@ def _warn_texture_transforms(document: dict, warnings: list[str]) -> None:
 
 
 _MATERIAL_TEXTURES = ("normalTexture", "occlusionTexture", "emissiveTexture")
+_TEXTURE_TRANSFORM = "KHR_texture_transform"
+
+
+def _bake_texture_transforms(document: dict, binary: bytes) -> bytes:
+    """Apply KHR_texture_transform to the UVs themselves for each material whose textures
+    all carry the same transform of the same UV set (as `gltf_web.quantize` and gltfpack
+    write them to dequantize UVs): its primitives get transformed copies of their UVs, and
+    the transforms go. Any other stays, and `_warn_texture_transforms` names it."""
+    from tasks.steps.io.gltf_web import texture_infos
+
+    uniform = {}
+    for index, material in enumerate(document.get("materials", [])):
+        infos = texture_infos(material)
+        transforms = [info.get("extensions", {}).get(_TEXTURE_TRANSFORM) for info in infos]
+        sets = {info.get("texCoord", 0) for info in infos}
+        if (
+            infos
+            and len(sets) == 1
+            and transforms[0] is not None
+            and "texCoord" not in transforms[0]
+            and all(t == transforms[0] for t in transforms)
+        ):
+            uniform[index] = (f"TEXCOORD_{sets.pop()}", transforms[0], infos)
+    users: dict[int, list[dict]] = {}
+    for mesh in document.get("meshes", []):
+        for primitive in mesh.get("primitives", []):
+            if primitive.get("material") in uniform:
+                users.setdefault(primitive["material"], []).append(primitive)
+    accessors = document.get("accessors", [])
+    packed = bytearray(binary)
+    copies: dict[tuple[int, int], int] = {}
+    for material, (name, transform, infos) in uniform.items():
+        found = [p["attributes"][name] for p in users.get(material, []) if name in p["attributes"]]
+        if any(
+            accessors[i].get("componentType") != 5126
+            or accessors[i].get("type") != "VEC2"
+            or "bufferView" not in accessors[i]
+            or "sparse" in accessors[i]
+            for i in found
+        ):
+            continue  # not plain float UVs: left as they are, with the warning
+        c, s = np.cos(transform.get("rotation", 0.0)), np.sin(transform.get("rotation", 0.0))
+        # offset + rotation @ scale @ uv, rotation [[c, s], [-s, c]] (the extension's examples)
+        linear = np.array([[c, s], [-s, c]]) @ np.diag(transform.get("scale", [1.0, 1.0]))
+        offset = np.asarray(transform.get("offset", [0.0, 0.0]), dtype=np.float64)
+        for primitive in users.get(material, []):
+            index = primitive["attributes"].get(name)
+            if index is None:
+                continue
+            if (index, material) not in copies:
+                uv = _accessor_rows(document, binary, index).astype(np.float64)
+                moved = (uv @ linear.T + offset).astype(np.float32)
+                packed += b"\0" * (-len(packed) % 4)
+                document["bufferViews"].append(
+                    {"buffer": 0, "byteOffset": len(packed), "byteLength": moved.nbytes}
+                )
+                packed += moved.tobytes()
+                copy = {k: v for k, v in accessors[index].items() if k not in ("min", "max")}
+                copy.update(bufferView=len(document["bufferViews"]) - 1, byteOffset=0)
+                accessors.append(copy)
+                copies[(index, material)] = len(accessors) - 1
+            primitive["attributes"][name] = copies[(index, material)]
+        for info in infos:
+            del info["extensions"][_TEXTURE_TRANSFORM]
+            if not info["extensions"]:
+                del info["extensions"]
+    if document.get("buffers"):
+        document["buffers"][0]["byteLength"] = len(packed)
+    return bytes(packed)
+
+
+def _accessor_rows(document: dict, binary: bytes, index: int) -> np.ndarray:
+    """A float accessor's values, (count, components), from the flat buffer 0."""
+    accessor = document["accessors"][index]
+    view = document["bufferViews"][accessor["bufferView"]]
+    width = _COMPONENTS[accessor["type"]]
+    if not accessor["count"]:
+        return np.zeros((0, width), dtype=np.float32)
+    stride = view.get("byteStride", width * 4)
+    start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+    rows = np.lib.stride_tricks.as_strided(
+        np.frombuffer(binary, dtype=np.uint8, offset=start),
+        shape=(accessor["count"], width * 4),
+        strides=(stride, 1),
+    )
+    return np.ascontiguousarray(rows).view("<f4").reshape(-1, width)
 
 
 def _buffer_data(document: dict, binary: bytes, index: int, path: Path) -> bytes:

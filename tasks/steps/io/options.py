@@ -90,9 +90,10 @@ class SaveOptions:
     (KHR_draco_mesh_compression, same as ``draco=True``). Default ``none``."""
 
     quantize: bool | None = None
-    """GLB/glTF attributes as integers (KHR_mesh_quantization: positions int16, normals
-    int8, UVs uint16; positions snap to 1/65535 of each mesh's size). Default None: on with ``meshopt``,
-    off otherwise (draco quantizes on its own)."""
+    """GLB/glTF attributes as integers, as gltfpack's defaults (KHR_mesh_quantization:
+    positions int16 on a grid of 1/16,383 of the scene's extent, normals 8 bits, UVs 12
+    bits of their material's range through KHR_texture_transform). Default None: on with
+    ``meshopt``, off otherwise (draco quantizes on its own)."""
 
     max_texture_size: int | None = None
     """GLB/glTF textures larger than this many pixels on their long side are downscaled,
@@ -100,8 +101,14 @@ class SaveOptions:
 
     texture_format: str = "keep"
     """GLB/glTF texture encoding: ``keep``, ``webp`` (EXT_texture_webp, 25-35 % of PNG's
-    size) or ``ktx2`` (KHR_texture_basisu, stays compressed on the GPU; needs the
-    ``alktx2`` encoder). Default ``keep``."""
+    size) or ``ktx2`` (KHR_texture_basisu, stays compressed on the GPU: ETC1S colour maps,
+    UASTC normal and data maps, mipmapped; needs Binomial's ``basisu`` encoder, see
+    `basisu_executable`). Default ``keep``."""
+
+    basisu_executable: str | None = None
+    """Path of the ``basisu`` encoder for ``texture_format="ktx2"``. Default None:
+    ``basisu`` on PATH, else the copy scripts/setup.sh installs in ``.tools/``; without
+    either, KTX2 output raises a clear OptionsError. The server passes ``PIXYZ_BASISU``."""
 
 
 SAVE_DEFAULTS = SaveOptions()
