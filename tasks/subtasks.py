@@ -7,6 +7,8 @@ A process gets this as `pc.tasks`::
 
     views = pc.tasks.run(render_views, scene, queue="gpu", info="Rendered 4 views")
 
+    kept = pc.tasks.map(simplify_batch, batches, queue="cpu", keep_first=True)  # the rest: children
+
 Each child runs with its queue's Ray resources (with the same CPU fallback as
 jobs), appears in the job's `children`, and when it finishes becomes a step
 whose duration is the child's own run time. A job that is cancelled or times
@@ -76,6 +78,33 @@ class SubTasks:
             )
             self._report("step", {"info": info, "duration": seconds, "progress": None})
         return [results[ref] for ref in refs]
+
+    def map(
+        self,
+        fn: Callable,
+        items: list,
+        queue: str | None = None,
+        info: str = "",
+        keep_first: bool = False,
+    ) -> list[Any]:
+        """`fn(item)` for each item as parallel child tasks; results in the order given.
+
+        ``keep_first``: the first item runs here, in the job's task, while the children
+        run: the job's CPU works instead of waiting, one item less travels, and the
+        children need no worker beyond those the free CPUs keep (on a node whose CPUs are
+        all taken, a child that lends the job's CPU starts a new worker: seconds)."""
+        name = info or getattr(fn, "__name__", "task")
+        sent = items[1:] if keep_first else items
+        refs = [
+            self.submit(fn, item, queue=queue, info=f"{name} {index}/{len(items)}")
+            for index, item in enumerate(sent, len(items) - len(sent) + 1)
+        ]
+        first = [fn(items[0])] if keep_first and items else []
+        return first + self.gather(refs)
+
+    def free_cpus(self) -> int:
+        """CPUs free in the cluster now, for child tasks (the job's own not counted)."""
+        return int(ray.available_resources().get("CPU", 0))
 
     def run(self, fn: Callable, *args, queue: str | None = None, info: str = "", **kwargs) -> Any:
         """Run one child task and wait for it."""

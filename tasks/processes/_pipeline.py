@@ -46,6 +46,11 @@ class _Step(ProcessParams):
     def run(self, scene, report: dict):  # pragma: no cover - each step defines it
         raise NotImplementedError
 
+    def fan_out(self, scene, report: dict, tasks):
+        """`run` with the job's child tasks at hand (`pc.tasks`), for steps that spread a big
+        scene over them (decimate); the others gain nothing and just `run`."""
+        return self.run(scene, report)
+
 
 class RepairStep(_Step):
     """Weld split vertices, drop broken faces, orient faces, close small holes."""
@@ -110,7 +115,7 @@ class DecimateStep(_Step):
             raise ValueError("give ratio or triangles, not both (error may go with either)")
         return self
 
-    def run(self, scene, report: dict):
+    def run(self, scene, report: dict, fan_out=None):
         from tasks.steps.decimate import DecimateOptions, decimate
 
         ratio = self.ratio
@@ -122,7 +127,20 @@ class DecimateStep(_Step):
             max_error=self.error,
             lock_border=self.lock_border,
         )
-        return decimate(scene, options)
+        return decimate(scene, options, fan_out)
+
+    def fan_out(self, scene, report: dict, tasks):
+        """A big scene's meshes in batches (`FAN_OUT_FROM_TRIANGLES`): one in this task, one
+        per free CPU as a child task on the CPU queue; ``report["batches"]`` says how many."""
+        from tasks.steps.decimate import FanOut
+
+        def batches_here_and_in_children(fn, batches):
+            report["batches"] = len(batches)
+            queue = "cpu" if "cpu" in tasks.queue_options else None
+            return tasks.map(fn, batches, queue=queue, info="decimate batch", keep_first=True)
+
+        workers = 1 + tasks.free_cpus()
+        return self.run(scene, report, FanOut(map=batches_here_and_in_children, workers=workers))
 
 
 class RemoveHiddenStep(_Step):
@@ -237,20 +255,25 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
 
 
 PRESET_OUTPUTS: dict[str, dict[str, Any]] = {
-    "web": {"compression": "meshopt", "max_texture_size": 2048, "texture_format": "webp"},
+    "web": {"compression": "meshopt", "max_texture_size": 2048, "texture_format": "ktx2"},
     "ar": {"max_texture_size": 2048},
 }
-"""How each preset writes a glTF output (`SaveOptions` keywords), unless the job says."""
+"""How each preset writes a glTF output (`SaveOptions` keywords), unless the job says. A
+preset's ``ktx2`` becomes ``webp``, with a warning, on a server without the basisu encoder
+(`optimize.Params.save_options`)."""
 
 
-def run_step(step: _Step, scene, deviation_samples: int = 5_000):
-    """Run one step; return (the new scene, its record for the job's result)."""
+def run_step(step: _Step, scene, deviation_samples: int = 5_000, tasks=None):
+    """Run one step; return (the new scene, its record for the job's result).
+
+    ``tasks``: the job's child tasks (`pc.tasks`), which a step may fan out to; None in a
+    child task or a script."""
     before = _measure(scene)
     measured = deviation_samples and step.deviation_kind is not None
     reference = _meshes_by_name(scene) if measured else None
     report: dict[str, Any] = {}
     started = time.perf_counter()
-    scene = step.run(scene, report)
+    scene = step.run(scene, report) if tasks is None else step.fan_out(scene, report, tasks)
     seconds = time.perf_counter() - started
     after = _measure(scene)
     record: dict[str, Any] = {"step": step.step, "seconds": round(seconds, 3)}

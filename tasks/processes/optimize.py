@@ -73,11 +73,23 @@ class Params(ModelParams, WebPackagingParams):
                 )
         return self
 
-    def save_options(self) -> dict:
-        """`SaveOptions` keywords: the web packaging asked for, else the preset's."""
+    def save_options(self, ktx2: bool = True, warnings: list[str] | None = None) -> dict:
+        """`SaveOptions` keywords: the web packaging asked for, else the preset's. Without
+        ``ktx2`` (no basisu encoder on this server) a preset's KTX2 textures become WebP,
+        said in ``warnings``; KTX2 the job asks for stays (and fails saying why)."""
         asked = self.web_save_options()
         preset = PRESET_OUTPUTS.get(self.preset or "", {})
-        return {**asked, **{k: v for k, v in preset.items() if k not in self.model_fields_set}}
+        options = {**asked, **{k: v for k, v in preset.items() if k not in self.model_fields_set}}
+        job_chose = "texture_format" in self.model_fields_set
+        if not ktx2 and options["texture_format"] == "ktx2" and not job_chose:
+            options["texture_format"] = "webp"
+            if warnings is not None:
+                warnings.append(
+                    f"the {self.preset} preset wrote textures as WebP, not KTX2: this server"
+                    " has no Basis Universal encoder (scripts/setup.sh installs basisu, or"
+                    " set PIXYZ_BASISU)"
+                )
+        return options
 
     def plan(self) -> list:
         """The steps this job runs: `steps`, the preset's, or repair, merge if asked, decimate."""
@@ -122,8 +134,9 @@ def main(pc, params):
     Presets: `preview` (decimate to 25 %, merge by material), `web` (repair, remove_hidden
     parts, find_instances, decimate to 0.1 % of the diagonal), `ar` (repair, remove_hidden,
     decimate to 100k triangles within 0.2 %, merge by material). `web` also writes a
-    meshopt-compressed, quantized GLB with textures of at most 2048 px as WebP, `ar`
-    textures of at most 2048 px (give `compression`, `max_texture_size` or
+    meshopt-compressed, quantized GLB with textures of at most 2048 px as KTX2/Basis
+    (KHR_texture_basisu; WebP, with a warning, on a server without the basisu encoder),
+    `ar` textures of at most 2048 px (give `compression`, `max_texture_size` or
     `texture_format` to override). On as1-oc-214.stp (18 parts, 6,544 triangles) `web`
     keeps the 18 named parts and 5 shared meshes in a GLB about a quarter of the plain one.
 
@@ -138,6 +151,7 @@ def main(pc, params):
     from tasks.processes._pipeline import describe_record, run_step
     from tasks.processes._shared import describe_scene, frames, load_input
     from tasks.steps.io import SaveOptions, save
+    from tasks.steps.io.basisu import find_basisu
     from tasks.steps.units import UNITS
 
     p = Params.model_validate(params)
@@ -156,14 +170,20 @@ def main(pc, params):
                 run_step, step, scene, p.deviation_samples, queue=step.queue, info=info
             )
         else:
-            scene, record = run_step(step, scene, p.deviation_samples)
+            scene, record = run_step(step, scene, p.deviation_samples, tasks=pc.tasks)
         records.append(record)
         pc.progress_next(describe_record(record))
     after = counts(scene)
 
     output_dir = Path(pc.get_output_dir())
+    basisu = pc.get("basisu_executable") or None
+    # only glTF outputs take texture_format
+    ktx2 = extension not in ("glb", "gltf") or find_basisu(basisu) is not None
+    warnings = scene.warnings if textured(scene) else None
     options = SaveOptions(
-        output_unit=UNITS[p.output_unit] if p.output_unit else None, **p.save_options()
+        output_unit=UNITS[p.output_unit] if p.output_unit else None,
+        basisu_executable=basisu,
+        **p.save_options(ktx2, warnings),
     )
     written = save(scene, pc.get_output_dir(f"{stem}.{extension}"), options)
     files = [Path(p).relative_to(output_dir).as_posix() for p in written]
@@ -190,3 +210,22 @@ def counts(scene) -> dict[str, int]:
         if getattr(mesh, "faces", None) is not None:
             vertices += len(mesh.vertices)
     return {"triangles": scene.triangle_count, "vertices": vertices}
+
+
+_TEXTURE_SLOTS = (
+    "image",
+    "baseColorTexture",
+    "metallicRoughnessTexture",
+    "normalTexture",
+    "occlusionTexture",
+    "emissiveTexture",
+)
+
+
+def textured(scene) -> bool:
+    """Whether any mesh's material has a texture image."""
+    for geometry in scene.trimesh_scene.geometry.values():
+        material = getattr(getattr(geometry, "visual", None), "material", None)
+        if any(getattr(material, slot, None) is not None for slot in _TEXTURE_SLOTS):
+            return True
+    return False

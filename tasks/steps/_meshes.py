@@ -92,6 +92,47 @@ def vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray | None:
     return None
 
 
+def keep_vertices(
+    mesh: trimesh.Trimesh,
+    origin: np.ndarray,
+    faces: np.ndarray,
+    colors: np.ndarray | None = None,
+    face_colors: np.ndarray | None = None,
+) -> trimesh.Trimesh:
+    """A new mesh of the vertices ``origin`` of ``mesh`` (indices, in their new order) and
+    ``faces`` (indices into ``origin``), with what those vertices carried.
+
+    Carried vertex normals, UVs and the material, vertex colours, vertex attributes and
+    the metadata follow; nothing is recomputed. ``colors`` (RGBA per vertex of ``mesh``)
+    replaces the mesh's own vertex colours, ``face_colors`` (per new face) sets face colours;
+    used by the steps that keep a subset of a mesh (`remove_hidden`, `decimate`).
+    """
+    normals = given_vertex_normals(mesh)
+    result = trimesh.Trimesh(
+        vertices=mesh.vertices[origin],
+        faces=np.asarray(faces).reshape(-1, 3),
+        vertex_normals=None if normals is None else normals[origin],
+        metadata=dict(mesh.metadata),
+        process=False,
+    )
+    visual = mesh.visual
+    if colors is None:
+        colors = vertex_colors(mesh)
+    if isinstance(visual, trimesh.visual.TextureVisuals):
+        uv = vertex_uv(mesh)
+        result.visual = trimesh.visual.TextureVisuals(
+            uv=None if uv is None else uv[origin], material=visual.material
+        )
+    elif colors is not None:
+        result.visual = trimesh.visual.ColorVisuals(result, vertex_colors=colors[origin])
+    elif face_colors is not None:
+        result.visual = trimesh.visual.ColorVisuals(result, face_colors=face_colors)
+    for key, values in mesh.vertex_attributes.items():
+        if len(values) == len(mesh.vertices):
+            result.vertex_attributes[key] = np.asarray(values)[origin]
+    return result
+
+
 def material_key(mesh: trimesh.Trimesh) -> tuple[int, str] | None:
     """A hashable identity of the mesh's material and its display name; None without one.
 

@@ -16,6 +16,17 @@ there is one, else the one measured faster on two CPU cores for the scene's size
 
 Shaped after PiXYZ's ``removeHiddenGeometry`` / ``removeOccludedGeometries``
 (viewpoints on a sphere, an ID-buffer precision, part/patch/polygon levels).
+
+Not fanned out over viewpoint batches, though it could be exactly: the views are
+independent, and removal depends only on the pixels per placed triangle summed over all
+views (`_seen`), so batches of cameras could each run as a child task on a GPU node and
+their (key, count) hits be summed, with the same result. The optimize pipeline already
+runs the whole step as one child task on the ``gpu`` queue. Every batch would ship the
+scene again and pay its own GL context and mesh upload (`_gl.IdScene`) or Embree build,
+which are the fixed part of the step, while a GPU draws a 256² ID buffer in far less than
+that; so it would pay only with several GPU nodes and thousands of views at high
+precision. Not measured: no GPU on the machine this was written on, so it waits for a
+measurement on a GPU cluster (``bench/dataprep.py``'s remove_hidden rows, views x nodes).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from tasks.steps._meshes import given_vertex_normals, is_mesh, placements, vertex_uv
+from tasks.steps._meshes import is_mesh, keep_vertices, placements
 from tasks.steps.errors import OptionsError, RenderError
 from tasks.steps.scene import Scene
 
@@ -493,29 +504,8 @@ def _detach(tm_scene: trimesh.Scene, node: str) -> None:
 def _keep_faces(mesh: trimesh.Trimesh, mask: np.ndarray) -> trimesh.Trimesh:
     """A copy of ``mesh`` with only the faces in ``mask``, and what their vertices carried."""
     kept, faces = np.unique(mesh.faces[mask], return_inverse=True)
-    normals = given_vertex_normals(mesh)
-    result = trimesh.Trimesh(
-        vertices=mesh.vertices[kept],
-        faces=faces.reshape(-1, 3),
-        vertex_normals=None if normals is None else normals[kept],
-        metadata=dict(mesh.metadata),
-        process=False,
-    )
     visual = mesh.visual
-    uv = vertex_uv(mesh)
-    if isinstance(visual, trimesh.visual.TextureVisuals):
-        result.visual = trimesh.visual.TextureVisuals(
-            uv=None if uv is None else uv[kept], material=visual.material
-        )
-    elif isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "vertex":
-        result.visual = trimesh.visual.ColorVisuals(
-            result, vertex_colors=np.asarray(visual.vertex_colors)[kept]
-        )
-    elif isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "face":
-        result.visual = trimesh.visual.ColorVisuals(
-            result, face_colors=np.asarray(visual.face_colors)[mask]
-        )
-    for key, values in mesh.vertex_attributes.items():
-        if len(values) == len(mesh.vertices):
-            result.vertex_attributes[key] = np.asarray(values)[kept]
-    return result
+    face_colors = None
+    if isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "face":
+        face_colors = np.asarray(visual.face_colors)[mask]
+    return keep_vertices(mesh, kept, faces, face_colors=face_colors)

@@ -58,7 +58,13 @@ class TessellateOptions:
     quarter of the triangles on curved faces; planar faces cannot get lighter). Default 1."""
 
     parallel: bool = True
-    """Mesh the faces of a part on several threads (OCCT's own pool). Default True."""
+    """Mesh the faces of a part on several threads (OCCT's own pool). Default True.
+
+    On 100 distinct drilled plates (3,320 faces) it split 2.5 s of meshing over 2 threads,
+    busiest 1.33 s (1.95× on 2 free cores, ``bench/fanout.py``), for ~5 % more CPU. Parts
+    are not sent to child Ray tasks instead: shipping their B-reps is cheap (0.08 s), but
+    the gain left over OCCT's threads is our one-thread read-back of the triangles (1.6 s),
+    next to the one-thread STEP transfer that comes first (4.3 s CPU)."""
 
 
 TESSELLATE_DEFAULTS = TessellateOptions()

@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from tasks.steps._meshes import topology
-from tasks.steps.decimate import DecimateOptions, decimate
+from tasks.steps.decimate import FAN_OUT_FROM_TRIANGLES, DecimateOptions, FanOut, decimate
 from tasks.steps.errors import OptionsError
 from tasks.steps.hausdorff import hausdorff_distance
 from tasks.steps.scene import from_trimesh
@@ -142,3 +142,110 @@ def test_the_input_mesh_is_not_modified():
 def test_bad_options_are_refused_with_a_readable_error(options, message):
     with pytest.raises(OptionsError, match=message):
         decimate(from_trimesh(trimesh.creation.box()), options)
+
+
+def assembly() -> trimesh.Scene:
+    """Distinct meshes carrying what decimation must keep: normals, UVs and a material,
+    vertex and face colours, one mesh placed twice (scaled), a point cloud."""
+    rng = np.random.default_rng(7)
+    scene = trimesh.Scene()
+    for index, subdivisions in enumerate((2, 3, 3, 4, 4, 5)):
+        mesh = bumpy_sphere(subdivisions)
+        mesh.vertices *= rng.uniform(0.5, 2)
+        _ = mesh.vertex_normals  # carried
+        if index == 1:
+            mesh.visual.vertex_colors = rng.integers(0, 255, (len(mesh.vertices), 4), np.uint8)
+        elif index == 2:
+            mesh.visual.face_colors = rng.integers(0, 255, (len(mesh.faces), 4), np.uint8)
+        elif index == 3:
+            material = trimesh.visual.material.PBRMaterial(baseColorFactor=[200, 20, 20, 255])
+            uv = (mesh.vertices[:, :2] - mesh.vertices[:, :2].min(0)) / np.ptp(
+                mesh.vertices[:, :2], 0
+            )
+            mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+        place = trimesh.transformations.translation_matrix([index * 5, 0, 0])
+        scene.add_geometry(
+            mesh, node_name=f"part{index}", geom_name=f"mesh{index}", transform=place
+        )
+    twice = trimesh.transformations.scale_matrix(3) @ trimesh.transformations.translation_matrix(
+        [0, 5, 0]
+    )
+    scene.graph.update(frame_to="copy", geometry="mesh4", matrix=twice)
+    scene.add_geometry(trimesh.PointCloud(rng.random((50, 3))), node_name="points")
+    return scene
+
+
+def assert_same_meshes(a, b):
+    one, other = a.trimesh_scene.geometry, b.trimesh_scene.geometry
+    assert list(one) == list(other)
+    for name, mesh in one.items():
+        twin = other[name]
+        assert np.array_equal(mesh.vertices, twin.vertices), name
+        if not isinstance(mesh, trimesh.Trimesh):
+            continue
+        assert np.array_equal(mesh.faces, twin.faces), name
+        assert np.array_equal(mesh._cache["vertex_normals"], twin._cache["vertex_normals"]), name
+        assert type(mesh.visual) is type(twin.visual), name
+        if isinstance(mesh.visual, trimesh.visual.TextureVisuals):
+            assert np.array_equal(mesh.visual.uv, twin.visual.uv), name
+            assert hash(mesh.visual.material) == hash(twin.visual.material), name
+        else:
+            assert mesh.visual.kind == twin.visual.kind, name
+            assert np.array_equal(mesh.visual.vertex_colors, twin.visual.vertex_colors), name
+    assert a.warnings == b.warnings
+
+
+@pytest.mark.parametrize("options", [DecimateOptions(ratio=0.3), DecimateOptions(max_error=1e-3)])
+def test_batches_in_child_ray_tasks_give_the_same_meshes_as_one_task(
+    ray_cluster, monkeypatch, options
+):
+    from tasks.processes._pipeline import DecimateStep
+    from tasks.steps import decimate as decimate_module
+    from tasks.subtasks import SubTasks
+
+    scene = from_trimesh(assembly())
+    one_task = decimate(scene.copy(), options)
+
+    # the optimize pipeline's path, with the size threshold lowered to this small scene
+    monkeypatch.setattr(
+        decimate_module, "FanOut", lambda map, workers: FanOut(map, workers, from_triangles=1)
+    )
+    events = []
+    tasks = SubTasks({"cpu": {"num_cpus": 1}}, "cpu", lambda kind, data: events.append(kind))
+    step = DecimateStep(
+        step="decimate", ratio=options.ratio, error=options.max_error, lock_border=False
+    )
+    report = {}
+    fanned = step.fan_out(scene.copy(), report, tasks)
+
+    assert report["batches"] >= 2
+    assert events.count("child") == report["batches"] - 1  # the first batch stays here
+    assert_same_meshes(one_task, fanned)
+    assert fanned.triangle_count < 0.7 * scene.triangle_count
+
+
+def test_a_small_scene_is_decimated_in_one_task(ray_cluster):
+    from tasks.processes._pipeline import DecimateStep
+    from tasks.subtasks import SubTasks
+
+    events = []
+    tasks = SubTasks({"cpu": {"num_cpus": 1}}, "cpu", lambda kind, data: events.append(kind))
+    scene = from_trimesh(assembly())
+    assert scene.triangle_count < FAN_OUT_FROM_TRIANGLES
+    report = {}
+    result = DecimateStep(step="decimate", ratio=0.3).fan_out(scene.copy(), report, tasks)
+
+    assert events == [] and "batches" not in report
+    assert_same_meshes(decimate(scene.copy(), DecimateOptions(ratio=0.3)), result)
+
+
+def test_batches_are_balanced_by_triangles_and_keep_every_mesh():
+    from tasks.steps.decimate import _balance
+
+    triangles = [81920, 20480, 20480, 5120, 5120, 5120, 1280, 1280, 320]
+    groups = _balance(triangles, 3)
+    assert sorted(i for group in groups for i in group) == list(range(len(triangles)))
+    loads = [sum(triangles[i] for i in group) for group in groups]
+    assert max(loads) == 81920  # the biggest mesh alone; the rest share the other two
+    assert abs(loads[1] - loads[2]) <= 5120
+    assert _balance([10, 10], 5) == [[0], [1]]  # never an empty batch
