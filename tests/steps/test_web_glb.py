@@ -47,6 +47,13 @@ def gltf_transform() -> str | None:
     return str(TOOLS) if TOOLS.is_file() else shutil.which("gltf-transform")
 
 
+def run_gltf_transform(*args: str) -> subprocess.CompletedProcess:
+    """Run the gltf-transform CLI; its output, after checking that it succeeded."""
+    done = subprocess.run([gltf_transform(), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 # the CI installs it (scripts/setup.sh test): there a missing tool is a failure, not a skip
 needs_gltf_transform = pytest.mark.skipif(
     gltf_transform() is None and not os.environ.get("CI"),
@@ -158,29 +165,15 @@ def test_meshopt_glb_is_smaller_and_decodes_to_the_same_triangles_and_textures(t
 def test_meshopt_glb_passes_the_khronos_validator_and_gltf_transform_reads_it(truck, tmp_path):
     packed = write(truck, tmp_path, "packed.glb", compression="meshopt", texture_format="webp")
 
-    validated = subprocess.run(
-        [gltf_transform(), "validate", str(packed)], capture_output=True, text=True, timeout=120
-    )
-    assert validated.returncode == 0, validated.stdout + validated.stderr
+    validated = run_gltf_transform("validate", str(packed))
     # the validator checks the structure (it cannot decode meshopt streams, and says so)
     assert "No errors found." in validated.stdout, validated.stdout
     assert "No warnings found." in validated.stdout, validated.stdout
-    inspected = subprocess.run(
-        [gltf_transform(), "inspect", str(packed), "--format", "csv"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert inspected.returncode == 0, inspected.stderr
+    inspected = run_gltf_transform("inspect", str(packed), "--format", "csv")
     assert "image/webp" in inspected.stdout
     # gltf-transform decodes the meshopt streams itself and counts the triangles again
     copy = tmp_path / "decoded.glb"
-    subprocess.run(
-        [gltf_transform(), "copy", str(packed), str(copy)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_gltf_transform("copy", str(packed), str(copy))
     assert load(copy).triangle_count == truck.triangle_count
 
 
@@ -274,20 +267,13 @@ def test_meshopt_glb_decodes_in_gltf_transform_to_the_scene_within_quantization(
     bounds = document["accessors"][small["primitives"][0]["attributes"]["POSITION"]]["max"]
     extent = 1 + 2 + 0.05  # the scene's extent, along x
     assert max(bounds) <= round(0.05 / (extent / 16383)) + 1  # 10 bits, not 14
-    validated = subprocess.run(
-        [gltf_transform(), "validate", str(packed)], capture_output=True, text=True, timeout=120
-    )
+    validated = run_gltf_transform("validate", str(packed))
     assert "No errors found." in validated.stdout, validated.stdout
 
     # gltf-transform decodes the meshopt streams and filters and writes floats; trimesh
     # reads those (it flips v) and the test applies the texture transform itself
     decoded = tmp_path / "decoded.glb"
-    subprocess.run(
-        [gltf_transform(), "dequantize", str(packed), str(decoded)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_gltf_transform("dequantize", str(packed), str(decoded))
     document, _ = split_glb(decoded.read_bytes())
     material = document["materials"][0]["pbrMetallicRoughness"]
     transform = material["baseColorTexture"]["extensions"]["KHR_texture_transform"]
@@ -597,13 +583,7 @@ def test_gltf_transform_finds_the_colour_spaces_right(mapped, tmp_path):
     # ktxfix sets each KTX2 texture's DFD primaries from its use (BT.709 for colour,
     # unspecified for data): on our output it has nothing to change
     path = write(mapped, tmp_path, max_texture_size=64, texture_format="ktx2")
-    fixed = subprocess.run(
-        [gltf_transform(), "ktxfix", str(path), str(tmp_path / "fixed.glb")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    fixed = run_gltf_transform("ktxfix", str(path), str(tmp_path / "fixed.glb"))
     assert "Found and repaired issues in 0 textures" in fixed.stdout + fixed.stderr
 
 
@@ -615,37 +595,20 @@ def test_web_glb_with_meshopt_and_ktx2_opens_in_gltf_transform(truck, tmp_path):
     options = {"compression": "meshopt", "max_texture_size": 1024, "texture_format": "ktx2"}
     packed = write(truck, tmp_path, "web.glb", **options)
 
-    validated = subprocess.run(
-        [gltf_transform(), "validate", str(packed), "--format", "csv"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert validated.returncode == 0, validated.stdout + validated.stderr
+    validated = run_gltf_transform("validate", str(packed), "--format", "csv")
     issues = list(csv.DictReader(io.StringIO(validated.stdout)))
     assert issues and not [i for i in issues if i["severity"] == "0"], validated.stdout
     # glTF-Validator 2.0.0-dev.3.10 knows neither extension: its only warnings are about
     # the image/ktx2 images it cannot read, as for gltf-transform's own cottage-basis.glb
     warnings = {issue["code"] for issue in issues if issue["severity"] == "1"}
     assert warnings <= {"VALUE_NOT_IN_LIST", "IMAGE_UNRECOGNIZED_FORMAT"}, validated.stdout
-    inspected = subprocess.run(
-        [gltf_transform(), "inspect", str(packed), "--format", "csv"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert inspected.returncode == 0, inspected.stderr
+    inspected = run_gltf_transform("inspect", str(packed), "--format", "csv")
     textures = [line for line in inspected.stdout.splitlines() if ",image/ktx2," in line]
     assert len(textures) == 2 and all(",ETC1S,1024x1024," in line for line in textures)
     # decoded by gltf-transform (meshopt) and written back: same triangles, and the
     # reader decodes its KTX2 textures
     copy = tmp_path / "decoded.glb"
-    subprocess.run(
-        [gltf_transform(), "copy", str(packed), str(copy)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_gltf_transform("copy", str(packed), str(copy))
     again = load(copy)
     assert again.triangle_count == truck.triangle_count
     assert not [warning for warning in again.warnings if "KTX2" in warning]
