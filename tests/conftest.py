@@ -28,6 +28,7 @@ import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from serve_app.ingress import configure as choose_ingress  # noqa: E402
+from serve_app.ingress import remove_socket_folder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -103,6 +104,7 @@ def ray_cluster():
     )
     yield ray
     ray.shutdown()
+    remove_socket_folder()
 
 
 @pytest.fixture(scope="session")

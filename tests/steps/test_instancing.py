@@ -201,8 +201,8 @@ def test_decimation_runs_once_per_mesh_and_keeps_the_placements(as1, tmp_path, m
     from tasks.steps import decimate as module
 
     calls = []
-    one_mesh = module._decimate_mesh
-    monkeypatch.setattr(module, "_decimate_mesh", lambda *a: calls.append(a) or one_mesh(*a))
+    one_mesh = module._prepare  # each mesh is prepared once for simplification
+    monkeypatch.setattr(module, "_prepare", lambda *a: calls.append(a) or one_mesh(*a))
     source = as1.copy()
     faces = {name: len(mesh.faces) for name, mesh in source.trimesh_scene.geometry.items()}
     result = decimate(source.copy(), DecimateOptions(ratio=0.5))
