@@ -74,10 +74,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from serve_app import ingress
 
-    haproxy_dir = os.path.abspath(os.path.join(args.ray_temp_dir, "haproxy"))
     if not args.address:  # on a cluster, the nodes' environment chose it (cluster.yaml)
-        ingress.configure(args.ingress, haproxy_dir)
-        ingress.stop_leftovers(haproxy_dir, orphans_only=True)  # from a run that crashed
+        ingress.configure(args.ingress, os.path.abspath(os.path.join(args.ray_temp_dir, "haproxy")))
     from ray import serve
 
     from serve_app.deployment import APP_NAME, app_builder, start_serve
@@ -141,7 +139,6 @@ def serve_command(args: argparse.Namespace) -> int:
     if ray_alive():
         _within(SERVE_STOP_SECONDS, serve.shutdown, "Serve did not stop")
     _within(RAY_STOP_SECONDS, ray.shutdown, "Ray did not stop")  # also ends what is left
-    ingress.stop_leftovers(haproxy_dir)  # haproxy outlives its actor when Serve did not stop
     ingress.remove_socket_folder()
     print("Stopped.", flush=True)
     sys.stdout.flush()

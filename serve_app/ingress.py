@@ -91,42 +91,6 @@ def configure(ingress: str | None = None, state_dir: str | None = None) -> str:
     return ingress
 
 
-def stop_leftovers(state_dir: str, wait: float = 3.0, orphans_only: bool = False) -> int:
-    """Stop HAProxy processes left running from `state_dir`; returns how many there were.
-
-    Serve's HAProxyManager starts haproxy as a plain child process: when Ray stops the
-    actor without Serve's orderly shutdown (Serve slow to stop, a crash, SIGKILL), haproxy
-    outlives it, holding the API's port. `pixyz serve` calls this after Ray has stopped,
-    and before it starts with ``orphans_only`` (those no HAProxyManager owns any more), so
-    a stale HAProxy never answers for a service that is gone.
-    """
-    import psutil
-
-    folder = os.path.abspath(state_dir) + os.sep
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] == "haproxy" and any(
-            arg.startswith(folder) for arg in proc.info["cmdline"] or ()
-        ):
-            if orphans_only and _owned(proc):
-                continue
-            found.append(proc)
-    for proc in found:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(found, timeout=wait)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    if found:
-        logger.warning("stopped %d HAProxy process(es) left from %s", len(found), state_dir)
-    return len(found)
-
-
 def _socket_path(folder: Path) -> str:
     """HAProxy's admin socket: in `folder` when the path fits a Unix socket's 107 bytes, else
     in a short folder of /tmp. Serve adds a folder named after the node (57 bytes), and
@@ -145,16 +109,6 @@ def remove_socket_folder() -> None:
     folder = os.path.dirname(os.environ.get("RAY_SERVE_HAPROXY_SOCKET_PATH", ""))
     if os.path.basename(folder).startswith("pxh-"):
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _owned(proc) -> bool:
-    import psutil
-
-    try:
-        parent = proc.parent()
-        return parent is not None and parent.name().startswith("ray::HAProxy")
-    except psutil.Error:
-        return False
 
 
 def _free_port() -> int:
